@@ -1,0 +1,50 @@
+# edgepress: `make demo` and `make test` work from a fresh clone.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+QUICK_OUT ?= runs/demo
+
+.PHONY: demo test test-slow lint bench setup data clean
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null 2>&1 || { echo "edgepress needs $(PY)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned, so that nothing pulls a CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[mobile,dev]'
+	touch $(STAMP)
+
+# Fashion-MNIST from Debian when apt is usable; otherwise the embedded `digits` data is used.
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ] || [ -n "$$EDGEPRESS_DATA_DIR" ]; then \
+	  echo "Fashion-MNIST: present"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+	    && echo "Fashion-MNIST: installed (dataset-fashion-mnist)" \
+	    || echo "Fashion-MNIST: apt install failed; falling back to digits"; \
+	else \
+	  echo "Fashion-MNIST: apt not usable; falling back to digits"; \
+	fi
+
+demo: setup
+	bash scripts/demo.sh $(QUICK_OUT)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
+
+bench: setup
+	$(BIN)/python benchmarks/foundation.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,39 @@
+"""edgepress: compress neural networks for edge devices and measure what each step really buys.
+
+The public verbs are importable from here; heavy modules load on first use, and
+``import edgepress`` never imports onnxruntime or executorch.
+
+Example:
+    >>> import edgepress
+    >>> rec = edgepress.train("mlp", data="digits", out="runs/mlp", epochs=2)  # doctest: +SKIP
+    >>> rows = edgepress.compare(["runs/mlp", "runs/mlp"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import InputError
+from .version import __version__
+
+_LAZY = {
+    "train": "edgepress.api",
+    "measure": "edgepress.measurement",
+    "compare": "edgepress.measurement",
+    "load_data": "edgepress.data",
+    "create_model": "edgepress.zoo",
+    "list_models": "edgepress.zoo",
+    "load_run": "edgepress.checkpoint",
+    "fit": "edgepress.training",
+    "TrainConfig": "edgepress.training",
+    "export_onnx": "edgepress.export.onnx",
+}
+
+__all__ = ["InputError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgepress' has no attribute {name!r}")

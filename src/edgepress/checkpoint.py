@@ -1,0 +1,252 @@
+"""Run directories: ``model.safetensors`` + ``model.json``, written atomically.
+
+A run directory holds one model and everything needed to rebuild, deploy and measure it::
+
+    RUN/model.json  RUN/model.safetensors  RUN/model.onnx  RUN/metrics.json
+
+No pickle anywhere: weights are safetensors, metadata is JSON.
+
+Example:
+    >>> import tempfile, torch
+    >>> from edgepress.zoo import create_model
+    >>> m = create_model("mlp", input_shape=(1, 8, 8), num_classes=10)
+    >>> meta = new_meta(zoo="mlp", kwargs={}, input_shape=(1, 8, 8), num_classes=10, data="digits")
+    >>> d = tempfile.mkdtemp() + "/run"
+    >>> with atomic_dir(d) as tmp:
+    ...     save_model(tmp, m, meta)
+    >>> r = load_run(d)
+    >>> torch.equal(r.build_model().classifier.weight, m.classifier.weight)
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import InputError
+from .version import __version__
+
+SCHEMA = 1
+MODEL_JSON, WEIGHTS, ONNX, PTE, METRICS = (
+    "model.json", "model.safetensors", "model.onnx", "model.pte", "metrics.json")
+
+
+def fp32_deployment() -> dict[str, Any]:
+    """The deployment record of a plain fp32 ONNX model."""
+    return {"format": "onnx", "precision": "fp32", "quantization": None,
+            "calibration_indices_hash": None}
+
+
+def new_meta(*, zoo: str | None = None, kwargs: dict | None = None, onnx_source: str | None = None,
+             input_shape: tuple[int, ...], num_classes: int, data: str,
+             splits: dict | None = None, parent: str | None = None, config: dict | None = None,
+             seed: int | None = None) -> dict[str, Any]:
+    """A fresh ``model.json`` dict (architecture, data, splits, provenance, deployment)."""
+    arch: dict[str, Any] = {"input_shape": list(input_shape), "num_classes": num_classes}
+    if zoo is not None:
+        arch.update(zoo=zoo, kwargs=dict(kwargs or {}))
+    if onnx_source is not None:
+        arch["onnx"] = onnx_source
+    return {
+        "schema": SCHEMA,
+        "architecture": arch,
+        "data": data,
+        "splits": splits or {},
+        "provenance": {
+            "parent": parent, "command": " ".join(["edgepress", *sys.argv[1:]]),
+            "config": config or {}, "seed": seed, "edgepress_version": __version__,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        },
+        "deployment": fp32_deployment(),
+    }
+
+
+@dataclass
+class Run:
+    """A loaded run directory: its path and its ``model.json``."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    def file(self, name: str) -> Path:
+        """Path of a file inside the run."""
+        return self.path / name
+
+    @property
+    def name(self) -> str:
+        """The run's display name (its directory name)."""
+        return self.path.name
+
+    @property
+    def model_name(self) -> str:
+        """``cnn:width=0.5`` for a zoo model, the ONNX file name for a foreign one."""
+        arch = self.meta["architecture"]
+        if "zoo" in arch:
+            opts = ",".join(f"{k}={v}" for k, v in arch.get("kwargs", {}).items())
+            return f"{arch['zoo']}:{opts}" if opts else arch["zoo"]
+        return Path(arch.get("onnx", "model.onnx")).name
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One image's shape (C, H, W)."""
+        return tuple(self.meta["architecture"]["input_shape"])
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether a PyTorch model (safetensors) backs this run."""
+        return self.file(WEIGHTS).is_file() and "zoo" in self.meta["architecture"]
+
+    def build_model(self) -> nn.Module:
+        """Rebuild the PyTorch model exactly: zoo architecture + safetensors weights.
+
+        Raises:
+            InputError: the run has no PyTorch weights, or they are corrupt or non-finite.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from .zoo import create_model
+
+        if not self.has_weights:
+            raise InputError(f"run {str(self.path)!r} has no PyTorch weights (model.safetensors)")
+        arch = self.meta["architecture"]
+        model = create_model(arch["zoo"] + _kwargs_suffix(arch.get("kwargs", {})),
+                             input_shape=self.input_shape, num_classes=arch["num_classes"])
+        try:
+            state = load_file(str(self.file(WEIGHTS)))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise InputError(f"cannot read {self.file(WEIGHTS)}: {e}") from None
+        bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise InputError(f"{self.file(WEIGHTS)} has NaN/inf weights in {bad[0]}")
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[-1].strip()
+            raise InputError(f"{self.file(WEIGHTS)} does not fit {self.model_name}: {first}") from None
+        return model.eval()
+
+
+def _kwargs_suffix(kwargs: dict) -> str:
+    return (":" + ",".join(f"{k}={v}" for k, v in kwargs.items())) if kwargs else ""
+
+
+def load_run(path: str | os.PathLike) -> Run:
+    """Open a run directory.
+
+    Raises:
+        InputError: the directory does not exist, or has no readable ``model.json``.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise InputError(f"run directory {str(p)!r} does not exist")
+    mj = p / MODEL_JSON
+    if not mj.is_file():
+        raise InputError(f"{str(p)!r} is not a run: it has no {MODEL_JSON}")
+    try:
+        meta = json.loads(mj.read_text())
+        meta["architecture"]["input_shape"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise InputError(f"{mj} is not a valid run description: {e}") from None
+    return Run(p, meta)
+
+
+def save_model(run_dir: str | os.PathLike, model: nn.Module, meta: dict[str, Any]) -> None:
+    """Write ``model.safetensors`` and ``model.json`` into ``run_dir`` (each atomically)."""
+    from safetensors.torch import save_file
+
+    d = Path(run_dir)
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_path(d / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "edgepress": __version__})
+    write_json(d / MODEL_JSON, meta)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON atomically (temp file in the same folder, then rename)."""
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success rename it over ``path``, else delete it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def check_output_dir(out: str | os.PathLike) -> Path:
+    """Validate an output run directory path before any work is done.
+
+    Raises:
+        InputError: the path exists and is not a directory, or its parent cannot be created.
+    """
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"output path {str(p)!r} exists and is not a directory")
+    for parent in p.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"output path {str(p)!r}: {parent} is not a directory")
+            break
+    return p
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Validate an output file path (it may exist as a file, to be replaced).
+
+    Raises:
+        InputError: the path is a directory, or a parent on the way is a file.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"output file {str(p)!r} is a directory")
+    for parent in p.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"output path {str(p)!r}: {parent} is not a directory")
+            break
+    return p
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """Build a run directory in a temp folder and move it into place only when complete.
+
+    An existing directory at ``out`` is replaced; if anything fails, ``out`` is left as it was.
+    """
+    final = check_output_dir(out)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+            os.replace(final, old / "run")
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

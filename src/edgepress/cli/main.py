@@ -1,0 +1,97 @@
+"""``edgepress`` entry point: dispatch to a subcommand module; turn bad input into exit code 2.
+
+Exit codes: 0 success; 2 bad input or usage (one ``edgepress: error: ...`` line on stderr);
+1 an internal failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# subcommand -> module (imported only when that subcommand runs)
+COMMANDS = {
+    "train": "edgepress.cli.train",
+    "export": "edgepress.cli.export",
+    "measure": "edgepress.cli.measure",
+    "compare": "edgepress.cli.compare",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line and exit code 2."""
+
+    def error(self, message: str):  # noqa: D102
+        fail(f"{message} (see '{self.prog} --help')")
+
+
+def fail(message: str, code: int = 2):  # noqa: ANN201
+    """Print ``edgepress: error: message`` on stderr and exit."""
+    sys.stderr.write(f"edgepress: error: {message}\n")
+    raise SystemExit(code)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
+    return value
+
+
+def build_parser() -> Parser:
+    """The full parser, with every subcommand's arguments."""
+    from ..version import __version__
+
+    parser = Parser(prog="edgepress", description="Compress neural networks for edge devices and "
+                    "measure what each step really buys.")
+    parser.add_argument("--version", action="version", version=f"edgepress {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def _pin_threads(argv: list[str]) -> None:
+    """Pin OpenMP/MKL pools to ``--threads`` before numeric libraries load."""
+    for i, a in enumerate(argv):
+        value = a.split("=", 1)[1] if a.startswith("--threads=") else (
+            argv[i + 1] if a == "--threads" and i + 1 < len(argv) else None)
+        if value is not None and value.isdigit() and int(value) > 0:
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                os.environ[var] = value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _pin_threads(argv)
+    args = build_parser().parse_args(argv)
+    from ..errors import InputError
+    from ..export.onnx import ExportError
+
+    try:
+        return int(args._run(args) or 0)
+    except InputError as e:
+        fail(str(e), 2)
+    except ExportError as e:
+        fail(str(e), 1)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as e:  # an internal failure: one line, exit 1; the traceback on request
+        if os.environ.get("EDGEPRESS_DEBUG"):
+            raise
+        fail(f"internal error: {type(e).__name__}: {e} (set EDGEPRESS_DEBUG=1 for a traceback)", 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

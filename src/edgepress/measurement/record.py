@@ -1,0 +1,219 @@
+"""The measurement record: every figure of one model, and of several measured together.
+
+:func:`measure_all` loads every target with the runtime, measures accuracy, kernels, memory and
+size for each, then times them all in one interleaved session. ``edgepress measure`` is the case
+of one target; ``edgepress compare`` adds ratios against the first (see :mod:`.compare`).
+
+Example:
+    >>> rec = measure_all(["runs/mlp"], data="fashion-mnist")[0]  # doctest: +SKIP
+    >>> rec["latency_ms"]["median"] > 0  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import Run, load_run
+from ..data import Dataset, default_data, load_data
+from ..errors import InputError
+from .graph import count_macs, count_params, load_onnx
+from .latency import time_interleaved
+from .machine import machine_info, versions
+from .runtimes import Runtime, Session, get_runtime
+from .size import file_sizes
+from .stats import sqnr_db, wilson_ci
+
+EVAL_BATCH = 256
+
+
+@dataclass
+class Target:
+    """One thing to measure: a run directory or a bare deployment file."""
+
+    label: str
+    path: Path          # the deployment file the runtime loads
+    onnx_path: Path     # the ONNX graph that params and MACs are read from
+    run: Run | None = None
+
+    @property
+    def model_name(self) -> str:
+        """The record's ``model`` field."""
+        return self.run.model_name if self.run else self.path.name
+
+
+@dataclass
+class _Loaded:
+    target: Target
+    session: Session
+    x: np.ndarray                  # the test images, shaped for this model
+    logits: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def resolve_target(spec: str | os.PathLike, runtime: Runtime) -> Target:
+    """A run directory (its deployment exported if needed) or a deployment file.
+
+    Raises:
+        InputError: missing path, not a run, or a file this runtime cannot load.
+    """
+    from ..export.deploy import ensure_deployment
+
+    p = Path(spec)
+    if p.is_dir():
+        run = load_run(p)
+        fmt = runtime.suffix.lstrip(".")
+        path = ensure_deployment(run, fmt)
+        onnx_path = ensure_deployment(run, "onnx") if fmt != "onnx" else path
+        return Target(run.name, path, onnx_path, run)
+    if not p.exists():
+        raise InputError(f"{str(p)!r} does not exist (expected a run directory or a "
+                         f"{runtime.suffix} file)")
+    if p.suffix != runtime.suffix:
+        raise InputError(f"{str(p)!r} is not a {runtime.suffix} file for {runtime.name}")
+    load_onnx(p)  # fail early and clearly on a truncated or non-ONNX file
+    return Target(p.stem, p, p)
+
+
+def resolve_data(target: Target, data: str | None) -> str:
+    """The data a target is measured on: ``--data``, else the run's, else guessed from the input."""
+    if data:
+        return data
+    if target.run is not None:
+        return target.run.meta["data"]
+    return default_data()
+
+
+def shape_for(session: Session, x: np.ndarray, where: str) -> np.ndarray:
+    """Reshape images N×C×H×W to the model's own per-example input shape (e.g. N×784).
+
+    Raises:
+        InputError: the model's input cannot hold these images.
+    """
+    dims = session.input_shape[1:]
+    per = int(np.prod(x.shape[1:]))
+    if all(isinstance(d, int) for d in dims) and int(np.prod(dims)) == per:
+        return np.ascontiguousarray(x.reshape(len(x), *dims))
+    if len(dims) == x.ndim - 1 and all(d in (None, s) for d, s in zip(dims, x.shape[1:],
+                                                                       strict=True)):
+        return x
+    raise InputError(f"{where} expects input {list(session.input_shape)} but the data has "
+                     f"images of shape {list(x.shape[1:])} (wrong --data?)")
+
+
+def predict_session(session: Session, x: np.ndarray) -> np.ndarray:
+    """Logits for all of ``x``, in the model's fixed batch or in chunks of ``EVAL_BATCH``."""
+    step = session.fixed_batch or EVAL_BATCH
+    out = []
+    for i in range(0, len(x), step):
+        chunk = x[i:i + step]
+        n = len(chunk)
+        if session.fixed_batch and n < step:  # pad the last chunk of a fixed-batch model
+            chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), chunk.dtype)])
+        out.append(np.asarray(session.run(chunk))[:n].reshape(n, -1))
+    return np.concatenate(out)
+
+
+def _load(target: Target, runtime: Runtime, ds: Dataset, threads: int) -> _Loaded:
+    session = runtime.load(target.path, threads=threads)
+    x = shape_for(session, ds.x_test, str(target.path))
+    loaded = _Loaded(target, session, x)
+    loaded.logits = predict_session(session, x)
+    if loaded.logits.shape[1] < int(ds.y_test.max()) + 1:
+        raise InputError(f"{target.path} returns {loaded.logits.shape[1]} outputs but the data "
+                         f"has {int(ds.y_test.max()) + 1} classes")
+    return loaded
+
+
+def _batch_input(loaded: _Loaded, batch: int) -> np.ndarray:
+    fixed = loaded.session.fixed_batch
+    if fixed is not None and fixed != batch:
+        raise InputError(f"{loaded.target.path} has a fixed batch of {fixed}; use --batch {fixed}")
+    reps = -(-batch // len(loaded.x))
+    return np.ascontiguousarray(np.concatenate([loaded.x] * reps)[:batch])
+
+
+def _fidelity(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int) -> dict | None:
+    run = loaded.target.run
+    parent = run.meta.get("provenance", {}).get("parent") if run else None
+    if not parent:
+        return None
+    try:
+        ref = _load(resolve_target(parent, runtime), runtime, ds, threads).logits
+    except InputError:
+        return None  # the parent run was moved or deleted: no fidelity figure, not an error
+    return {"parent": str(parent),
+            "top1_agreement": float((ref.argmax(1) == loaded.logits.argmax(1)).mean()),
+            "logit_sqnr_db": sqnr_db(ref, loaded.logits)}
+
+
+def _record(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int, batch: int,
+            xb: np.ndarray) -> dict:
+    t, model = loaded.target, load_onnx(loaded.target.onnx_path)
+    total, nonzero = count_params(model)
+    size, size_gz = file_sizes(t.path)
+    correct = loaded.logits.argmax(1) == ds.y_test
+    acc = float(correct.mean())
+    kernels, kernel_us = loaded.session.kernels(xb)
+    prov = t.run.meta.get("provenance", {}) if t.run else {}
+    return {
+        "schema": 1, "model": t.model_name, "variant": t.label, "data": ds.name,
+        "n_test": int(len(ds.y_test)), "seed": prov.get("seed"),
+        "runtime": runtime.name, "runtime_version": runtime.version(), "threads": threads,
+        "batch": batch, "machine": machine_info(), "versions": versions(),
+        "params_total": total, "params_nonzero": nonzero,
+        "macs": count_macs(model, (1, *loaded.x.shape[1:])),
+        "size_bytes": size, "size_gzip_bytes": size_gz,
+        "accuracy": acc, "accuracy_ci95": list(wilson_ci(int(correct.sum()), len(correct))),
+        "latency_ms": {}, "load_ms": float(loaded.session.load_ms),
+        "peak_rss_mb": runtime.peak_rss_mb(t.path, threads=threads, x=xb),
+        "kernels": kernels, "kernel_time_us": kernel_us,
+        "fidelity": _fidelity(loaded, runtime, ds, threads),
+        "deployment": (t.run.meta.get("deployment") if t.run else
+                       {"format": t.path.suffix.lstrip("."), "source": str(t.path)}),
+        "file": str(t.path),
+    }
+
+
+def measure_all(specs: list[str | os.PathLike], *, data: str | None = None,
+                runtime: str = "onnxruntime", threads: int = 1, batch: int = 1,
+                ) -> tuple[list[dict], list[np.ndarray], Dataset]:
+    """Measure every target; their latencies come from one interleaved session.
+
+    Returns:
+        ``(records, correct, dataset)``: one contract record per target, each target's
+        per-example correctness on the test split, and the dataset used.
+
+    Raises:
+        InputError: bad paths, data, thread or batch counts, or shapes that do not fit.
+    """
+    if threads < 1:
+        raise InputError(f"--threads must be >= 1 (got {threads})")
+    if batch < 1:
+        raise InputError(f"--batch must be >= 1 (got {batch})")
+    rt = get_runtime(runtime)
+    targets = [resolve_target(s, rt) for s in specs]
+    ds = load_data(resolve_data(targets[0], data))
+    loaded = [_load(t, rt, ds, threads) for t in targets]
+    inputs = [_batch_input(lo, batch) for lo in loaded]
+    records = [_record(lo, rt, ds, threads, batch, xb) for lo, xb in zip(loaded, inputs,
+                                                                          strict=True)]
+    runners = [(lambda s=lo.session, xb=xb: s.run(xb)) for lo, xb in zip(loaded, inputs,
+                                                                          strict=True)]
+    timings = time_interleaved(runners)
+    for rec, tm in zip(records, timings, strict=True):
+        rec["latency_ms"] = tm.summary()
+        rec["_latency_samples_ms"] = tm.ms
+    correct = [lo.logits.argmax(1) == ds.y_test for lo in loaded]
+    return records, correct, ds
+
+
+def measure(spec: str | os.PathLike, *, data: str | None = None, runtime: str = "onnxruntime",
+            threads: int = 1, batch: int = 1) -> dict:
+    """Measure one run directory or deployment file; return its record (see the contract)."""
+    records, _, _ = measure_all([spec], data=data, runtime=runtime, threads=threads, batch=batch)
+    records[0].pop("_latency_samples_ms")
+    return records[0]

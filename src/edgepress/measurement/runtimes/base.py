@@ -1,0 +1,93 @@
+"""The runtime interface: ``load`` a deployment file, ``run`` a batch, report ``kernels``.
+
+Everything above this layer (accuracy, latency, compare) is runtime-agnostic. A runtime module is
+imported only when asked for by name, so ``import edgepress`` never imports onnxruntime or
+executorch.
+
+Example:
+    >>> rt = get_runtime("onnxruntime")
+    >>> rt.name
+    'onnxruntime'
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import InputError
+
+# name -> "module:Class"; modules are imported lazily by get_runtime
+_RUNTIMES: dict[str, str] = {
+    "onnxruntime": "edgepress.measurement.runtimes.onnxruntime:OnnxRuntime",
+}
+
+
+def register_runtime(name: str, target: str) -> None:
+    """Register a runtime implementation as ``"package.module:Class"`` (imported lazily)."""
+    _RUNTIMES[name] = target
+
+
+def runtime_names() -> list[str]:
+    """Names accepted by :func:`get_runtime`."""
+    return sorted(_RUNTIMES)
+
+
+class Session(ABC):
+    """One loaded model, ready to run. ``input_shape`` is the model's own input shape, with
+    ``None`` for a dynamic dimension."""
+
+    input_shape: tuple[int | None, ...]
+    load_ms: float
+
+    @abstractmethod
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a float32 batch already shaped for this model."""
+
+    @abstractmethod
+    def kernels(self, x: np.ndarray) -> tuple[dict[str, int], dict[str, float]]:
+        """Operators actually executed on ``x``: ``({op_type: count}, {op_type: µs per run})``."""
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the model insists on, or ``None`` when the batch is dynamic."""
+        b = self.input_shape[0] if self.input_shape else None
+        return b if isinstance(b, int) and b > 0 else None
+
+
+class Runtime(ABC):
+    """A deployment runtime (ONNX Runtime, ExecuTorch)."""
+
+    name: str
+    suffix: str  # the deployment file it loads, e.g. ".onnx"
+
+    @abstractmethod
+    def version(self) -> str:
+        """The runtime's version string."""
+
+    @abstractmethod
+    def load(self, path: Path, *, threads: int) -> Session:
+        """Load a deployment file, pinned to ``threads`` threads.
+
+        Raises:
+            InputError: the file is missing or not a model this runtime can load.
+        """
+
+    @abstractmethod
+    def peak_rss_mb(self, path: Path, *, threads: int, x: np.ndarray) -> float:
+        """Peak RSS of a fresh process that loads ``path`` with this runtime alone and runs it."""
+
+
+def get_runtime(name: str) -> Runtime:
+    """Instantiate a runtime by name, importing its module only now.
+
+    Raises:
+        InputError: unknown runtime, or its package is not installed (with an install hint).
+    """
+    if name not in _RUNTIMES:
+        raise InputError(f"unknown runtime {name!r} (known: {', '.join(runtime_names())})")
+    module, _, cls = _RUNTIMES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)()

@@ -1,0 +1,238 @@
+"""The one training / fine-tuning loop, reused by pruning, QAT and distillation.
+
+Seeded and deterministic on CPU: the same seed, data and config give the same weights.
+Hooks let a technique change the loss (distillation, L1 penalty) or act after each optimizer step
+(re-applying pruning masks, ramping sparsity) without a second loop.
+
+Example:
+    >>> from edgepress.data import load_data
+    >>> from edgepress.zoo import create_model
+    >>> ds = load_data("digits")
+    >>> m = create_model("mlp", input_shape=ds.input_shape, num_classes=10)
+    >>> r = fit(m, ds, TrainConfig(epochs=1), progress=False)
+    >>> r.val_accuracy > 0.5
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Dataset
+from .errors import InputError
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+StepHook = Callable[[int, int], None]
+
+_OPTIMIZERS = {
+    "adamw": lambda p, c: torch.optim.AdamW(p, lr=c.lr, weight_decay=c.weight_decay),
+    "sgd": lambda p, c: torch.optim.SGD(p, lr=c.lr, momentum=0.9, nesterov=True,
+                                        weight_decay=c.weight_decay),
+}
+_SCHEDULES = {
+    "onecycle": lambda o, c, n: torch.optim.lr_scheduler.OneCycleLR(
+        o, max_lr=c.lr, total_steps=n, pct_start=0.15),
+    "cosine": lambda o, c, n: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=n),
+    "constant": lambda o, c, n: torch.optim.lr_scheduler.LambdaLR(o, lambda _: 1.0),
+}
+
+
+@dataclass
+class TrainConfig:
+    """How to train: epochs, batch, optimizer, learning-rate schedule, seed.
+
+    Raises ``InputError`` on impossible values. Round-trips through :meth:`to_dict` / ``from_dict``.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 2e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"
+    seed: int = 0
+    train_subset: int | None = None  # first N training images only (quick runs)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1:
+            raise InputError(f"epochs must be >= 0 and batch size >= 1 (got {self.epochs}, "
+                             f"{self.batch_size})")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise InputError(f"lr must be > 0 and weight decay >= 0 (got {self.lr}, "
+                             f"{self.weight_decay})")
+        if self.optimizer not in _OPTIMIZERS:
+            raise InputError(f"unknown optimizer {self.optimizer!r} ({', '.join(_OPTIMIZERS)})")
+        if self.schedule not in _SCHEDULES:
+            raise InputError(f"unknown schedule {self.schedule!r} ({', '.join(_SCHEDULES)})")
+        if self.train_subset is not None and self.train_subset < 1:
+            raise InputError(f"train subset must be >= 1 (got {self.train_subset})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an ``InputError``."""
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+# Each zoo model's default recipe, tuned on the validation split of Fashion-MNIST.
+DEFAULT_RECIPES: dict[str, TrainConfig] = {
+    "mlp": TrainConfig(epochs=12, batch_size=128, lr=2e-3),
+    "lenet5": TrainConfig(epochs=12, batch_size=128, lr=3e-3),
+    "cnn": TrainConfig(epochs=4, batch_size=128, lr=4e-3),
+    "mobilenet-mini": TrainConfig(epochs=5, batch_size=128, lr=5e-3),
+}
+
+
+def default_recipe(model_name: str, **overrides: Any) -> TrainConfig:
+    """The default :class:`TrainConfig` for a zoo model, with ``overrides`` applied."""
+    base = DEFAULT_RECIPES.get(model_name, TrainConfig())
+    return TrainConfig(**{**base.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` did: per-epoch loss and validation accuracy, and the wall time."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def val_accuracy(self) -> float:
+        """Validation accuracy after the last epoch (nan if nothing ran)."""
+        return self.history[-1]["val_accuracy"] if self.history else math.nan
+
+
+def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The default loss: cross-entropy of ``model(x)`` against hard labels."""
+    return F.cross_entropy(model(x), y)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy (CPU kernels are deterministic given the seed)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, loss_fn: LossFn = cross_entropy,
+        after_step: StepHook | None = None, progress: bool = True,
+        params: list[nn.Parameter] | None = None) -> TrainResult:
+    """Train ``model`` in place on ``data``'s train split; report validation accuracy per epoch.
+
+    Args:
+        model: the model to train (in place).
+        data: the dataset; only ``train`` is learned from, ``val`` is only evaluated.
+        config: epochs, batch, optimizer, schedule, seed.
+        loss_fn: ``loss_fn(model, x, y) -> scalar``; distillation and L1 penalties plug in here.
+        after_step: called as ``after_step(step, total_steps)`` after every optimizer step
+            (pruning masks are re-applied and sparsity schedules advance here).
+        progress: show a rich progress bar.
+        params: the parameters to optimise (default: all that require grad).
+
+    Returns:
+        A :class:`TrainResult` with one history row per epoch.
+    """
+    seed_everything(config.seed)
+    data = data.subset(config.train_subset)
+    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    steps_per_epoch = math.ceil(len(y) / config.batch_size)
+    total = max(1, steps_per_epoch * config.epochs)
+    trainable = params if params is not None else [p for p in model.parameters() if p.requires_grad]
+    opt = _OPTIMIZERS[config.optimizer](trainable, config)
+    sched = _SCHEDULES[config.schedule](opt, config, total)
+    gen = torch.Generator().manual_seed(config.seed)
+    fmt = _memory_format(model)
+    model.to(memory_format=fmt)  # channels-last convs train ~15-20% faster on CPU (oneDNN)
+    result, t0, step = TrainResult(), time.perf_counter(), 0
+    with _progress(progress, total) as bar:
+        for epoch in range(config.epochs):
+            model.train()
+            order, running = torch.randperm(len(y), generator=gen), 0.0
+            for b in range(steps_per_epoch):
+                idx = order[b * config.batch_size:(b + 1) * config.batch_size]
+                loss = loss_fn(model, x[idx].contiguous(memory_format=fmt), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                if after_step is not None:
+                    after_step(step, total)
+                running += (float(loss.detach()) - running) / (b + 1)
+                bar.advance(loss=running)
+            val = accuracy(model, data.x_val, data.y_val)
+            result.history.append({"epoch": epoch + 1, "loss": running, "val_accuracy": val})
+            bar.epoch_done(epoch + 1, config.epochs, val)
+    result.seconds = time.perf_counter() - t0
+    model.to(memory_format=torch.contiguous_format)
+    model.eval()
+    return result
+
+
+def _memory_format(model: nn.Module) -> torch.memory_format:
+    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    return torch.channels_last if has_conv else torch.contiguous_format
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Logits of ``model`` (in eval mode) on ``x``, as a float32 array."""
+    model.eval()
+    out = [model(torch.from_numpy(x[i:i + batch_size])).float().numpy()
+           for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)``; leaves the model in eval mode."""
+    was_training = model.training
+    acc = float((predict(model, x).argmax(1) == y).mean()) if len(y) else math.nan
+    model.train(was_training)
+    return acc
+
+
+class _progress:
+    """A rich progress bar showing running loss and validation accuracy (or nothing)."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total, self.bar, self.task = enabled, total, None, None
+        self.val = "-"
+
+    def __enter__(self) -> _progress:
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("[bold]train[/]"), BarColumn(),
+                                TextColumn("{task.completed}/{task.total}"),
+                                TextColumn("loss {task.fields[loss]:.4f}"),
+                                TextColumn("val acc {task.fields[val]}"), TimeElapsedColumn(),
+                                transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=self.total, loss=math.nan, val="-")
+        return self
+
+    def advance(self, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, loss=loss)
+
+    def epoch_done(self, epoch: int, epochs: int, val: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, val=f"{val:.4f} (epoch {epoch}/{epochs})")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,67 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgepress.data import load_data
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CHECKER = SHARED / "tools" / "check_contract.py"
+
+
+def cli(*args, check=None):
+    """Run the real CLI in a fresh process; return the CompletedProcess."""
+    proc = subprocess.run([sys.executable, "-m", "edgepress", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+    if check is not None:
+        assert proc.returncode == check, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_data("digits")
+
+
+@pytest.fixture(scope="session")
+def mlp_run(tmp_path_factory):
+    """A trained mlp run on digits, made through the library."""
+    from edgepress import train
+
+    out = tmp_path_factory.mktemp("runs") / "mlp"
+    train("mlp", data="digits", out=out, epochs=5, batch_size=32, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def foreign_onnx(tmp_path_factory):
+    """A hand-built ONNX classifier: input 'pixels', batch fixed at 1, flattened, opset 13."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.1, (64, 10)).astype(np.float32)
+    b = np.zeros(10, np.float32)
+    shape = numpy_helper.from_array(np.array([1, 64], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["pixels", "shape"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "W"], ["mm"]),
+         helper.make_node("Add", ["mm", "B"], ["scores"])],
+        "foreign",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 10])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B"), shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    path = tmp_path_factory.mktemp("foreign") / "foreign.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def contract_ok(*paths):
+    proc = subprocess.run([sys.executable, str(CHECKER), *map(str, paths)], capture_output=True,
+                          text=True)
+    return proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,127 @@
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from edgepress.export.onnx import export_onnx
+from edgepress.measurement import compare, measure
+from edgepress.measurement.graph import count_macs, count_params
+from edgepress.measurement.stats import bootstrap_speedup, mcnemar_exact, sqnr_db, wilson_ci
+from edgepress.zoo import create_model
+from tests.conftest import contract_ok
+
+
+def test_record_has_every_field_with_sane_values(mlp_run):
+    rec = json.loads((mlp_run / "metrics.json").read_text())
+    ok, out = contract_ok(mlp_run)
+    assert ok, out
+    assert rec["params_nonzero"] <= rec["params_total"] == 64 * 300 + 300 + 300 * 100 + 100 + 1010
+    assert rec["macs"] == 64 * 300 + 300 * 100 + 100 * 10
+    lat = rec["latency_ms"]
+    assert lat["p90"] >= lat["median"] > 0 and lat["runs"] >= 200
+    lo, hi = rec["accuracy_ci95"]
+    assert lo <= rec["accuracy"] <= hi and rec["accuracy"] > 0.85 and hi - lo < 0.1
+    assert rec["n_test"] == 270 and rec["threads"] == 1 and rec["batch"] == 1
+    assert any("Gemm" in k for k in rec["kernels"])
+    assert 0 < rec["size_gzip_bytes"] < rec["size_bytes"]
+    assert 10 < rec["peak_rss_mb"] < 1000 and rec["load_ms"] > 0
+    assert rec["fidelity"] is None
+
+
+def test_measure_is_repeatable_in_accuracy(mlp_run):
+    a = measure(mlp_run)
+    b = json.loads((mlp_run / "metrics.json").read_text())
+    assert a["accuracy"] == b["accuracy"] and a["macs"] == b["macs"]
+
+
+def test_mlp_macs_at_28x28(tmp_path):
+    m = create_model("mlp", input_shape=(1, 28, 28), num_classes=10).eval()
+    p = tmp_path / "mlp.onnx"
+    export_onnx(m, p, input_shape=(1, 28, 28),
+                check_inputs=np.random.default_rng(0).random((4, 1, 28, 28), np.float32))
+    model = onnx.load(str(p))
+    assert count_macs(model, (1, 1, 28, 28)) == 784 * 300 + 300 * 100 + 100 * 10
+    assert count_params(model) == (266_610, 266_610)
+
+
+def test_cnn_macs_are_about_30m(tmp_path):
+    m = create_model("cnn", input_shape=(1, 28, 28), num_classes=10).eval()
+    p = tmp_path / "cnn.onnx"
+    export_onnx(m, p, input_shape=(1, 28, 28),
+                check_inputs=np.random.default_rng(0).random((2, 1, 28, 28), np.float32))
+    macs = count_macs(onnx.load(str(p)), (1, 1, 28, 28))
+    # conv 1→32 @28², 32→64 @28², 64→128 @14², linear 128→10
+    assert macs == 784 * 32 * 9 + 784 * 64 * 32 * 9 + 196 * 128 * 64 * 9 + 1280
+    assert 25e6 < macs < 35e6
+
+
+def test_foreign_onnx_measure_and_compare(foreign_onnx, tmp_path):
+    rec = measure(foreign_onnx, data="digits")
+    assert rec["macs"] == 640 and rec["params_total"] == 650  # shape constant is not a parameter
+    assert rec["latency_ms"]["runs"] >= 200 and rec["accuracy"] >= 0
+    rows = compare([foreign_onnx, foreign_onnx], data="digits")
+    assert rows[0]["speedup"] == 1.0 and rows[0]["p_value"] == 1.0
+    assert rows[1]["p_value"] == 1.0 and rows[1]["accuracy_delta_pts"] == 0.0
+    assert rows[1]["size_ratio"] == 1.0
+    (tmp_path / "c.json").write_text(json.dumps(rows))
+    ok, out = contract_ok(tmp_path / "c.json")
+    assert ok, out
+
+
+def test_compare_against_a_different_model(mlp_run, foreign_onnx):
+    rows = compare([mlp_run, foreign_onnx], data="digits")
+    lo, hi = rows[1]["speedup_ci95"]
+    assert lo <= hi and rows[1]["speedup"] > 0
+    assert rows[1]["accuracy_delta_pts"] < -30  # an untrained classifier against a trained one
+    assert rows[1]["p_value"] < 1e-6
+
+
+def test_wilson_ci_hand_values():
+    lo, hi = wilson_ci(90, 100)
+    assert math.isclose(lo, 0.8256, abs_tol=1e-4) and math.isclose(hi, 0.9448, abs_tol=1e-4)
+    assert wilson_ci(0, 10)[0] == 0.0 and wilson_ci(10, 10)[1] == 1.0
+
+
+def test_mcnemar_exact_hand_values():
+    a = np.array([True] * 10 + [False] * 0 + [True] * 50)
+    b = np.array([False] * 10 + [True] * 0 + [True] * 50)
+    assert math.isclose(mcnemar_exact(a, b), 2 * 0.5**10)  # 10 discordant, all one way
+    assert mcnemar_exact(a, a) == 1.0
+    a2 = np.array([True, False, True, False])
+    b2 = np.array([False, True, True, False])
+    assert mcnemar_exact(a2, b2) == 1.0  # 1 vs 1
+
+
+def test_bootstrap_speedup_ci_brackets_the_ratio():
+    rng = np.random.default_rng(0)
+    ref = 2.0 + 0.05 * rng.standard_normal(400)
+    fast = 1.0 + 0.05 * rng.standard_normal(400)
+    lo, hi = bootstrap_speedup(ref, fast)
+    assert lo < 2.0 < hi and hi - lo < 0.1
+    lo, hi = bootstrap_speedup(ref, ref + 0.01 * rng.standard_normal(400))
+    assert lo < 1.0 < hi
+
+
+def test_sqnr_hand_value():
+    ref = np.array([3.0, 4.0])
+    assert math.isclose(sqnr_db(ref, ref + np.array([0.3, 0.4])), 20.0)
+    assert sqnr_db(ref, ref) == 300.0
+
+
+def test_import_does_not_load_runtimes():
+    code = ("import sys, edgepress, edgepress.measurement, edgepress.training, edgepress.cli.main; "
+            "print('onnxruntime' in sys.modules, 'executorch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("threads", [0, -1])
+def test_bad_threads(mlp_run, threads):
+    from edgepress.errors import InputError
+
+    with pytest.raises(InputError, match="threads"):
+        measure(mlp_run, threads=threads)
