@@ -1,6 +1,7 @@
 """Foundation figures: default training of every zoo model, measurement repeatability, compare A A.
 
-Usage: python benchmarks/foundation.py [--data fashion-mnist] [--models mlp,lenet5,cnn,mobilenet-mini]
+Usage: python benchmarks/foundation.py [--data fashion-mnist]
+       [--models mlp,lenet5,cnn,mobilenet-mini]
        [--out benchmarks/out/foundation] [--reuse]
 
 Prints a Markdown table and writes it, with the JSON behind it, to OUT/. Run it on an idle

@@ -29,7 +29,8 @@ def test_reload_rebuilds_exact_model(tmp_path):
     x = torch.rand(5, 1, 8, 8)
     assert torch.equal(r.build_model()(x), m(x))
     meta = json.loads((out / "model.json").read_text())
-    assert meta["deployment"]["precision"] == "fp32" and meta["architecture"]["zoo"] == "mobilenet-mini"
+    assert meta["deployment"]["precision"] == "fp32"
+    assert meta["architecture"]["zoo"] == "mobilenet-mini"
 
 
 def test_atomic_dir_leaves_nothing_on_failure(tmp_path):

@@ -3,7 +3,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from edgepress.export.onnx import OPSET, export_onnx
+from edgepress.export.onnx import export_onnx
 from edgepress.zoo import create_model, list_models
 
 

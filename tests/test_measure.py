@@ -6,13 +6,13 @@ import sys
 import numpy as np
 import onnx
 import pytest
+from tests.conftest import contract_ok
 
 from edgepress.export.onnx import export_onnx
 from edgepress.measurement import compare, measure
 from edgepress.measurement.graph import count_macs, count_params
 from edgepress.measurement.stats import bootstrap_speedup, mcnemar_exact, sqnr_db, wilson_ci
 from edgepress.zoo import create_model
-from tests.conftest import contract_ok
 
 
 def test_record_has_every_field_with_sane_values(mlp_run):

@@ -132,12 +132,49 @@ class Run:
         bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:
             raise InputError(f"{self.file(WEIGHTS)} has NaN/inf weights in {bad[0]}")
+        if arch.get("pruned_shapes"):  # channel-pruned: layers are narrower than the zoo's
+            resize_to_state_(model, state)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[-1].strip()
-            raise InputError(f"{self.file(WEIGHTS)} does not fit {self.model_name}: {first}") from None
+            raise InputError(
+                f"{self.file(WEIGHTS)} does not fit {self.model_name}: {first}") from None
         return model.eval()
+
+
+def resize_to_state_(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Swap each Conv2d / Linear / BatchNorm2d whose saved tensors have another shape for one of
+    the saved shape (a channel-pruned model saved with ``"pruned_shapes": true``).
+
+    A depthwise conv (groups = channels) stays depthwise at its new width.
+    """
+    for name, mod in list(model.named_modules()):
+        resize = _RESIZERS.get(type(mod))
+        key = f"{name}.weight" if isinstance(mod, nn.Conv2d | nn.Linear) else f"{name}.running_mean"
+        if resize is None or key not in state:
+            continue
+        saved = tuple(state[key].shape)
+        current = tuple((mod.weight if key.endswith("weight") else mod.running_mean).shape)
+        if saved != current:
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent), attr, resize(mod, saved))
+
+
+def _resized_conv(m: nn.Conv2d, shape: tuple[int, ...]) -> nn.Conv2d:
+    out, in_per_group = shape[0], shape[1]
+    depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+    groups = out if depthwise else m.groups
+    return nn.Conv2d(in_per_group * groups, out, m.kernel_size, m.stride, m.padding, m.dilation,
+                     groups, m.bias is not None, m.padding_mode)
+
+
+_RESIZERS = {
+    nn.Conv2d: _resized_conv,
+    nn.Linear: lambda m, shape: nn.Linear(shape[1], shape[0], bias=m.bias is not None),
+    nn.BatchNorm2d: lambda m, shape: nn.BatchNorm2d(shape[0], m.eps, m.momentum, m.affine,
+                                                    m.track_running_stats),
+}
 
 
 def _kwargs_suffix(kwargs: dict) -> str:

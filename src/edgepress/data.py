@@ -167,7 +167,8 @@ def _load_fashion(spec: str) -> Dataset:
     if root is None:
         raise InputError(
             "Fashion-MNIST not found: install it with 'apt-get install dataset-fashion-mnist' "
-            "or set EDGEPRESS_DATA_DIR to a folder with the four idx.gz files (or use --data digits)"
+            "or set EDGEPRESS_DATA_DIR to a folder with the four idx.gz files "
+            "(or use --data digits)"
         )
     a = {k: _read_idx(root / f) for k, f in FASHION_FILES.items()}
     x = a["x_train"].astype(np.float32)[:, None] / 255.0
@@ -209,7 +210,8 @@ def _load_npz(spec: str) -> Dataset:
         raise InputError(f"cannot read {path} as .npz: {e}") from None
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in a]
     if missing:
-        raise InputError(f"{path} lacks {', '.join(missing)} (needs x_train, y_train, x_test, y_test)")
+        raise InputError(
+            f"{path} lacks {', '.join(missing)} (needs x_train, y_train, x_test, y_test)")
     if ("x_val" in a) != ("y_val" in a):
         raise InputError(f"{path} has only one of x_val / y_val")
     if "x_val" not in a:

@@ -23,8 +23,8 @@ def produce_run(out: str | os.PathLike, model: nn.Module, meta: dict[str, Any], 
 
     ``extra_files`` maps file names to JSON-ready objects written beside the model.
     """
-    from .export.deploy import export_run
     from .checkpoint import Run
+    from .export.deploy import export_run
 
     final = Path(out)
     with atomic_dir(final) as tmp:

@@ -1,4 +1,6 @@
-"""``edgepress compare``: several models in one process, latency interleaved, ratios vs the first."""
+"""``edgepress compare``: several models in one process, latency interleaved, ratios vs the
+first.
+"""
 
 from __future__ import annotations
 

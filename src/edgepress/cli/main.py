@@ -11,13 +11,25 @@ import importlib
 import os
 import sys
 
-# subcommand -> module (imported only when that subcommand runs)
-COMMANDS = {
-    "train": "edgepress.cli.train",
-    "export": "edgepress.cli.export",
-    "measure": "edgepress.cli.measure",
-    "compare": "edgepress.cli.compare",
-}
+# Subcommands are the modules of this package that define HELP, add_arguments and run;
+# ORDER only sets how --help lists them.
+ORDER = ("train", "export", "measure", "compare", "prune", "quantize", "distill", "structure",
+         "pack", "unpack", "compress", "study")
+
+
+def commands() -> dict[str, str]:
+    """``{subcommand: module}`` discovered in ``edgepress.cli`` (a module per subcommand)."""
+    import pkgutil
+
+    from .. import cli
+
+    found = {m.name: f"edgepress.cli.{m.name}" for m in pkgutil.iter_modules(cli.__path__)
+             if not m.name.startswith("_") and m.name not in _NOT_COMMANDS}
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], len(ORDER)), kv[0])))
+
+
+_NOT_COMMANDS = {"main", "options", "tables"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,7 +46,7 @@ def fail(message: str, code: int = 2):  # noqa: ANN201
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+    """Argparse type: an integer >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -52,7 +64,7 @@ def build_parser() -> Parser:
                     "measure what each step really buys.")
     parser.add_argument("--version", action="version", version=f"edgepress {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in COMMANDS.items():
+    for name, module in commands().items():
         mod = importlib.import_module(module)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _fmt_bytes(n: int) -> str:
+def _fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -24,8 +24,10 @@ def record_table(rec: dict) -> Table:
     rows = [
         ("parameters (non-zero / total)", f"{rec['params_nonzero']:,} / {rec['params_total']:,}"),
         ("MACs", f"{rec['macs']:,}"),
-        ("file (gzip -9)", f"{_fmt_bytes(rec['size_bytes'])} ({_fmt_bytes(rec['size_gzip_bytes'])})"),
-        ("accuracy (95% CI)", f"{rec['accuracy']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] n={rec['n_test']}"),
+        ("file (gzip -9)",
+         f"{_fmt_bytes(rec['size_bytes'])} ({_fmt_bytes(rec['size_gzip_bytes'])})"),
+        ("accuracy (95% CI)",
+         f"{rec['accuracy']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] n={rec['n_test']}"),
         ("latency median / p90", f"{lat['median']:.4f} / {lat['p90']:.4f} ms ({lat['runs']} runs)"),
         ("load time", f"{rec['load_ms']:.1f} ms"),
         ("peak RSS", f"{rec['peak_rss_mb']:.1f} MB"),

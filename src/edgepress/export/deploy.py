@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from ..errors import InputError
 Exporter = Callable[[Run], Path]
 _EXPORTERS: dict[tuple[str, str], Exporter] = {}
 _FILES = {"onnx": ONNX, "pte": PTE}
+# Modules that register more exporters (int8 ONNX, ExecuTorch); imported on first export.
+PLUGIN_MODULES: list[str] = ["edgepress.quantize.deploy"]
 
 
 def register_exporter(fmt: str, precision: str) -> Callable[[Exporter], Exporter]:
@@ -51,6 +54,8 @@ def export_run(run: Run, fmt: str = "onnx") -> Path:
             return run.file(ONNX)  # a run made from a foreign ONNX file: that file is the model
         raise InputError(f"run {run.name!r} came from an ONNX file and has no PyTorch weights; "
                          f"it cannot be exported to {fmt}")
+    for module in PLUGIN_MODULES:
+        importlib.import_module(module)
     fn = _EXPORTERS.get((fmt, precision))
     if fn is None:
         raise InputError(f"no {fmt} exporter for {precision} runs")

@@ -24,8 +24,8 @@ def machine_info() -> dict:
             for line in f:
                 key, _, value = line.partition(":")
                 key = key.strip().lower()
-                if key in ("model name", "hardware", "cpu model") and cpu in ("", platform.machine(),
-                                                                             platform.processor()):
+                generic = ("", platform.machine(), platform.processor())
+                if key in ("model name", "hardware", "cpu model") and cpu in generic:
                     cpu = value.strip()
                 elif key in ("flags", "features"):
                     flags |= set(value.split())

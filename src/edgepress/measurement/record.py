@@ -12,7 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +97,7 @@ def shape_for(session: Session, x: np.ndarray, where: str) -> np.ndarray:
     """
     dims = session.input_shape[1:]
     per = int(np.prod(x.shape[1:]))
-    if all(isinstance(d, int) for d in dims) and int(np.prod(dims)) == per:
+    if all(isinstance(d, int) for d in dims) and math.prod(d or 0 for d in dims) == per:
         return np.ascontiguousarray(x.reshape(len(x), *dims))
     if len(dims) == x.ndim - 1 and all(d in (None, s) for d, s in zip(dims, x.shape[1:],
                                                                        strict=True)):
@@ -178,6 +180,11 @@ def _record(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int, batch:
     }
 
 
+def _runner(session: Session, x: np.ndarray) -> Callable[[], object]:
+    """A zero-argument call of one inference, for the timing loop."""
+    return lambda: session.run(x)
+
+
 def measure_all(specs: list[str | os.PathLike], *, data: str | None = None,
                 runtime: str = "onnxruntime", threads: int = 1, batch: int = 1,
                 ) -> tuple[list[dict], list[np.ndarray], Dataset]:
@@ -201,8 +208,7 @@ def measure_all(specs: list[str | os.PathLike], *, data: str | None = None,
     inputs = [_batch_input(lo, batch) for lo in loaded]
     records = [_record(lo, rt, ds, threads, batch, xb) for lo, xb in zip(loaded, inputs,
                                                                           strict=True)]
-    runners = [(lambda s=lo.session, xb=xb: s.run(xb)) for lo, xb in zip(loaded, inputs,
-                                                                          strict=True)]
+    runners = [_runner(lo.session, xb) for lo, xb in zip(loaded, inputs, strict=True)]
     timings = time_interleaved(runners)
     for rec, tm in zip(records, timings, strict=True):
         rec["latency_ms"] = tm.summary()

@@ -82,7 +82,8 @@ class CNN(nn.Module):
 
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1×1 expand (ReLU6), 3×3 depthwise (ReLU6), 1×1 project; residual add
-    when the stride is 1 and the widths match."""
+    when the stride is 1 and the widths match.
+    """
 
     def __init__(self, cin: int, cout: int, stride: int, expand: int):
         super().__init__()
@@ -105,7 +106,8 @@ MOBILENET_MINI_STAGES = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 40, 2, 2), (4, 64, 2,
 
 class MobileNetMini(nn.Module):
     """Phone-style net: stem conv, inverted-residual stages (BN, ReLU6, residual adds), 1×1 head,
-    GAP, linear. ≈0.1 M parameters and ≈8 M MACs at 28×28."""
+    GAP, linear. ≈0.1 M parameters and ≈8 M MACs at 28×28.
+    """
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: float = 1.0):
         super().__init__()

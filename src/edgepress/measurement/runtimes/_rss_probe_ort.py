@@ -27,7 +27,8 @@ def main() -> None:  # noqa: D103
 
 def peak_rss_mb() -> float:
     """This process's peak RSS: VmHWM, which (unlike ru_maxrss) restarts at exec, so the
-    parent's memory before the fork is not counted."""
+    parent's memory before the fork is not counted.
+    """
     try:
         with open("/proc/self/status") as f:
             for line in f:

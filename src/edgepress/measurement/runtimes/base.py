@@ -38,7 +38,8 @@ def runtime_names() -> list[str]:
 
 class Session(ABC):
     """One loaded model, ready to run. ``input_shape`` is the model's own input shape, with
-    ``None`` for a dynamic dimension."""
+    ``None`` for a dynamic dimension.
+    """
 
     input_shape: tuple[int | None, ...]
     load_ms: float

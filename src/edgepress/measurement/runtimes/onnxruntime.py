@@ -21,7 +21,8 @@ _PROBE = Path(__file__).with_name("_rss_probe_ort.py")
 
 def session_options(threads: int, *, profile_dir: str | None = None):  # noqa: ANN201
     """ONNX Runtime options: ``threads`` intra-op threads, one inter-op, sequential, full
-    graph optimisation (what an app would ship)."""
+    graph optimisation (what an app would ship).
+    """
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -78,7 +79,8 @@ class OrtSession(Session):
 
 def summarize_profile(events: list[dict]) -> tuple[dict[str, int], dict[str, float]]:
     """Executed nodes per op type, and per op type the µs per run (each node's median over runs,
-    so the first run's allocations do not count)."""
+    so the first run's allocations do not count).
+    """
     node_op: dict[str, str] = {}
     durations: dict[str, list[float]] = defaultdict(list)
     for ev in events:
@@ -87,7 +89,7 @@ def summarize_profile(events: list[dict]) -> tuple[dict[str, int], dict[str, flo
             node_op[ev["name"]] = args["op_name"]
             durations[ev["name"]].append(float(ev.get("dur", 0)))
     counts: Counter[str] = Counter(node_op.values())
-    time_us: Counter[str] = Counter()
+    time_us: dict[str, float] = defaultdict(float)
     for node, op in node_op.items():
         time_us[op] += float(np.median(durations[node]))
     return dict(sorted(counts.items())), {op: round(time_us[op], 3) for op in sorted(counts)}
