@@ -28,6 +28,13 @@ _LAZY = {
     "fit": "edgepress.training",
     "TrainConfig": "edgepress.training",
     "export_onnx": "edgepress.export.onnx",
+    "prune": "edgepress.prune",
+    "prune_": "edgepress.prune",
+    "PruneConfig": "edgepress.prune",
+    "quantize": "edgepress.quantize",
+    "QuantConfig": "edgepress.quantize",
+    "distill": "edgepress.distill",
+    "DistillConfig": "edgepress.distill",
 }
 
 __all__ = ["InputError", "__version__", *_LAZY]

@@ -155,7 +155,7 @@ def resize_to_state_(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         if resize is None or key not in state:
             continue
         saved = tuple(state[key].shape)
-        current = tuple((mod.weight if key.endswith("weight") else mod.running_mean).shape)
+        current = tuple(getattr(mod, key.rsplit(".", 1)[-1]).shape)
         if saved != current:
             parent, _, attr = name.rpartition(".")
             setattr(model.get_submodule(parent), attr, resize(mod, saved))
@@ -165,16 +165,23 @@ def _resized_conv(m: nn.Conv2d, shape: tuple[int, ...]) -> nn.Conv2d:
     out, in_per_group = shape[0], shape[1]
     depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
     groups = out if depthwise else m.groups
-    return nn.Conv2d(in_per_group * groups, out, m.kernel_size, m.stride, m.padding, m.dilation,
-                     groups, m.bias is not None, m.padding_mode)
+    same: dict[str, Any] = {"kernel_size": m.kernel_size, "stride": m.stride,
+                            "padding": m.padding, "dilation": m.dilation,
+                            "bias": m.bias is not None, "padding_mode": m.padding_mode}
+    return nn.Conv2d(in_per_group * groups, out, groups=groups, **same)
 
 
-_RESIZERS = {
-    nn.Conv2d: _resized_conv,
-    nn.Linear: lambda m, shape: nn.Linear(shape[1], shape[0], bias=m.bias is not None),
-    nn.BatchNorm2d: lambda m, shape: nn.BatchNorm2d(shape[0], m.eps, m.momentum, m.affine,
-                                                    m.track_running_stats),
-}
+def _resized_linear(m: nn.Linear, shape: tuple[int, ...]) -> nn.Linear:
+    return nn.Linear(shape[1], shape[0], bias=m.bias is not None)
+
+
+def _resized_bn(m: nn.BatchNorm2d, shape: tuple[int, ...]) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(shape[0], eps=m.eps, momentum=m.momentum, affine=m.affine,
+                          track_running_stats=m.track_running_stats)
+
+
+_RESIZERS: dict[type, Any] = {nn.Conv2d: _resized_conv, nn.Linear: _resized_linear,
+                              nn.BatchNorm2d: _resized_bn}
 
 
 def _kwargs_suffix(kwargs: dict) -> str:

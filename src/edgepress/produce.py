@@ -23,17 +23,26 @@ def produce_run(out: str | os.PathLike, model: nn.Module, meta: dict[str, Any], 
 
     ``extra_files`` maps file names to JSON-ready objects written beside the model.
     """
+    final = Path(out)
+    with atomic_dir(final) as tmp:
+        record = build_run_in(tmp, final, model, meta, extra_files=extra_files)
+    return record
+
+
+def build_run_in(tmp: Path, final: Path, model: nn.Module, meta: dict[str, Any], *,
+                 extra_files: dict[str, Any] | None = None) -> dict:
+    """Write weights, ``model.json``, extra JSON files, the deployment ONNX and ``metrics.json``
+    into the folder ``tmp`` that will become ``final``; return the record.
+    """
     from .checkpoint import Run
     from .export.deploy import export_run
 
-    final = Path(out)
-    with atomic_dir(final) as tmp:
-        save_model(tmp, model, meta)
-        for name, obj in (extra_files or {}).items():
-            write_json(tmp / name, obj)
-        export_run(Run(tmp, meta), "onnx")
-        record = measure_in_place(tmp, final)
-    return record
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_model(tmp, model, meta)
+    for name, obj in (extra_files or {}).items():
+        write_json(tmp / name, obj)
+    export_run(Run(tmp, meta), "onnx")
+    return measure_in_place(tmp, final)
 
 
 def measure_in_place(tmp: Path, final: Path) -> dict:

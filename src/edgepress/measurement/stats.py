@@ -61,7 +61,8 @@ def bootstrap_speedup(ref_ms: np.ndarray, other_ms: np.ndarray, *, n_boot: int =
 
 def _binned(ms: np.ndarray, max_points: int = 2000) -> np.ndarray:
     """Medians of consecutive runs, so that at most ``max_points`` remain (fast models give
-    100,000 runs in 2 s; the bootstrap only needs the time structure)."""
+    100,000 runs in 2 s; the bootstrap only needs the time structure).
+    """
     k = -(-len(ms) // max_points)
     if k <= 1:
         return ms

@@ -1,0 +1,83 @@
+"""The distillation configuration: temperature, α, seeds, teacher-logit caching, hint layer.
+
+Example:
+    >>> c = DistillConfig(temperature=4, alpha=0.7)
+    >>> DistillConfig.from_dict(c.to_dict()) == c
+    True
+    >>> DistillConfig(temperature=0)
+    Traceback (most recent call last):
+    ...
+    edgepress.errors.InputError: temperature must be > 0 (got 0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import InputError
+
+
+@dataclass
+class DistillConfig:
+    """How a student learns from a teacher (Hinton et al. 2015).
+
+    Attributes:
+        temperature: T > 0; both softmaxes are taken at T, the KL term is scaled by T².
+        alpha: weight of the soft (teacher) term in [0, 1]; 1 − α weighs hard-label CE.
+        epochs: training epochs of both arms (None: the student's default recipe).
+        seeds: how many seeds to train each arm with (seed, seed + 1, ...).
+        seed: the first seed.
+        cache_teacher: compute teacher logits once over the train split (fast, N×classes floats
+            in memory) instead of on the fly per batch (no memory, one teacher forward per step).
+            Identical results: the teacher is frozen and there is no augmentation.
+        hint: ``"teacher_layer:student_layer"`` module names for feature (hint) distillation
+            through a learned 1×1 projection; None for logits only.
+        hint_weight: weight β of the hint MSE term.
+        lr, batch_size: overrides of the student's default recipe (both arms).
+    """
+
+    temperature: float = 4.0
+    alpha: float = 0.7
+    epochs: int | None = None
+    seeds: int = 1
+    seed: int = 0
+    cache_teacher: bool = False
+    hint: str | None = None
+    hint_weight: float = 1.0
+    lr: float | None = None
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise InputError(f"temperature must be > 0 (got {self.temperature})")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise InputError(f"alpha must be in [0, 1] (got {self.alpha})")
+        if self.seeds < 1:
+            raise InputError(f"seeds must be >= 1 (got {self.seeds})")
+        if self.epochs is not None and self.epochs < 1:
+            raise InputError(f"epochs must be >= 1 (got {self.epochs})")
+        if self.hint is not None and len(self.hint.split(":")) != 2:
+            raise InputError(f"hint must be 'teacher_layer:student_layer' (got {self.hint!r})")
+        if self.hint_weight < 0:
+            raise InputError(f"hint weight must be >= 0 (got {self.hint_weight})")
+
+    @property
+    def hint_layers(self) -> tuple[str, str] | None:
+        """``(teacher_layer, student_layer)`` or None."""
+        if self.hint is None:
+            return None
+        t, s = self.hint.split(":")
+        return t, s
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DistillConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an ``InputError``."""
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(f"unknown distillation option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)

@@ -1,0 +1,240 @@
+"""Teacher → student distillation, always beside the same student trained without a teacher.
+
+Both arms share the student architecture, initial weights (the same seed), epochs, optimizer,
+schedule and data order; they differ only in the loss. ``distill.json`` records both.
+
+Example:
+    >>> summary = distill("runs/cnn", "lenet5:width=0.25", DistillConfig(seeds=3),
+    ...                   out="runs/kd")  # doctest: +SKIP
+    >>> summary["gap_closed"]  # doctest: +SKIP
+    0.62
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoint import Run, atomic_dir, check_output_dir, load_run, new_meta
+from ..data import Dataset, load_data
+from ..errors import InputError
+from ..produce import build_run_in
+from ..training import TrainConfig, accuracy, cross_entropy, default_recipe, fit, seed_everything
+from ..zoo import ModelSpec, create_model
+from .config import DistillConfig
+from .loss import HintProjection, kd_loss
+
+
+@dataclasses.dataclass
+class _Student:
+    """How to build a fresh student, and what to record about it."""
+
+    build: Callable[[], nn.Module]
+    zoo: str
+    kwargs: dict
+    recipe_name: str
+
+
+def distill(teacher: str | os.PathLike, student: str, config: DistillConfig, *,
+            out: str | os.PathLike, data: str | None = None, progress: bool = True) -> dict:
+    """Train ``student`` from ``teacher`` (KD arm) and without it (baseline arm), per seed.
+
+    Args:
+        teacher: a run directory with PyTorch weights (frozen, eval mode).
+        student: a zoo spec (``"lenet5:width=0.25"``) or a run directory to start from.
+        config: temperature, α, epochs, seeds, caching, hint.
+        out: the KD student's run directory (seed ``config.seed``), with ``distill.json`` and the
+            baseline student of the same seed in ``out/baseline``.
+        data: the data (default: the teacher's).
+        progress: show progress bars.
+
+    Returns:
+        The ``distill.json`` dict.
+
+    Raises:
+        InputError: teacher not a run, mismatched classes or input shapes, bad options.
+    """
+    check_output_dir(out)
+    t_run = load_run(teacher)
+    t_model = _frozen(t_run)
+    ds = load_data(data or t_run.meta["data"])
+    _check_shapes(t_run, ds)
+    spec = _student(student, ds)
+    _check_student(spec, t_model, ds)
+    if config.cache_teacher and config.hint:
+        raise InputError("a hint needs the teacher's features every batch; drop --cache-teacher")
+    base_cfg = default_recipe(spec.recipe_name, epochs=config.epochs, lr=config.lr,
+                              batch_size=config.batch_size)
+    arms: dict[str, list[dict]] = {"kd": [], "baseline": []}
+    first: dict[str, nn.Module] = {}
+    for seed in range(config.seed, config.seed + config.seeds):
+        train_cfg = TrainConfig(**{**base_cfg.to_dict(), "seed": seed})
+        for arm in ("baseline", "kd"):
+            model, res = _train_arm(arm, spec, t_model, ds, train_cfg, config, progress)
+            arms[arm].append({"seed": seed, "val_accuracy": res,
+                              "test_accuracy": accuracy(model, ds.x_test, ds.y_test)})
+            first.setdefault(arm, model)
+    summary = _summary(t_model, ds, arms, config, base_cfg, t_run, spec)
+    _write(out, first, summary, spec, ds, t_run, config, base_cfg)
+    return summary
+
+
+def _frozen(run: Run) -> nn.Module:
+    if not run.has_weights:
+        raise InputError(f"teacher {str(run.path)!r} has no PyTorch weights (came from an ONNX "
+                         "file); distillation needs a PyTorch teacher")
+    model = run.build_model().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _check_shapes(t_run: Run, ds: Dataset) -> None:
+    if tuple(t_run.input_shape) != tuple(ds.input_shape):
+        raise InputError(f"teacher expects input {list(t_run.input_shape)} but {ds.name} has "
+                         f"{list(ds.input_shape)}")
+    if t_run.meta["architecture"]["num_classes"] != ds.num_classes:
+        raise InputError(f"teacher has {t_run.meta['architecture']['num_classes']} classes but "
+                         f"{ds.name} has {ds.num_classes}")
+
+
+def _student(student: str, ds: Dataset) -> _Student:
+    p = Path(student)
+    if p.is_dir():
+        run = load_run(p)
+        if tuple(run.input_shape) != tuple(ds.input_shape):
+            raise InputError(f"student expects input {list(run.input_shape)} but {ds.name} has "
+                             f"{list(ds.input_shape)}")
+        arch = run.meta["architecture"]
+        return _Student(run.build_model, arch["zoo"], dict(arch.get("kwargs", {})), arch["zoo"])
+    spec = ModelSpec.parse(student)
+    return _Student(lambda: create_model(spec, input_shape=ds.input_shape,
+                                         num_classes=ds.num_classes),
+                    spec.name, dict(spec.kwargs), spec.name)
+
+
+def _check_student(spec: _Student, teacher: nn.Module, ds: Dataset) -> None:
+    x = torch.from_numpy(ds.x_val[:2])
+    with torch.no_grad():
+        n_t = teacher(x).shape[1]
+        n_s = spec.build().eval()(x).shape[1]
+    if n_t != n_s:
+        raise InputError(f"teacher has {n_t} classes but the student has {n_s}")
+
+
+def _train_arm(arm: str, spec: _Student, teacher: nn.Module, ds: Dataset, train_cfg: TrainConfig,
+               config: DistillConfig, progress: bool) -> tuple[nn.Module, float]:
+    seed_everything(train_cfg.seed)  # both arms start from the same weights
+    model = spec.build()
+    if arm == "baseline":
+        res = fit(model, ds, train_cfg, loss_fn=cross_entropy, progress=progress)
+        return model, res.val_accuracy
+    if config.cache_teacher:
+        loss_fn, data = _cached_loss(teacher, ds, config), _indexed(ds)
+        return model, fit(model, data, train_cfg, loss_fn=loss_fn, progress=progress).val_accuracy
+    loss_fn, extra = _online_loss(teacher, model, ds, config)
+    params = [*model.parameters(), *extra]
+    return model, fit(model, ds, train_cfg, loss_fn=loss_fn, progress=progress,
+                      params=params).val_accuracy
+
+
+def _cached_loss(teacher: nn.Module, ds: Dataset, config: DistillConfig) -> Callable:
+    """Teacher logits over the train split computed once; ``y`` then carries row indices."""
+    from ..training import predict
+
+    logits = torch.from_numpy(predict(teacher, ds.x_train))
+    labels = torch.from_numpy(ds.y_train)
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return kd_loss(model(x), logits[idx], labels[idx], temperature=config.temperature,
+                       alpha=config.alpha)
+
+    return loss_fn
+
+
+def _indexed(ds: Dataset) -> Dataset:
+    return dataclasses.replace(ds, y_train=np.arange(len(ds.y_train), dtype=np.int64))
+
+
+def _online_loss(teacher: nn.Module, student: nn.Module, ds: Dataset,
+                 config: DistillConfig) -> tuple[Callable, list[nn.Parameter]]:
+    """Teacher logits per batch (no memory), plus the hint term when asked for."""
+    hint = _hint(teacher, student, ds, config) if config.hint_layers else None
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            z_t = teacher(x)
+        loss = kd_loss(model(x), z_t, y, temperature=config.temperature, alpha=config.alpha)
+        if hint is not None:
+            proj, feats = hint
+            loss = loss + config.hint_weight * proj(feats["s"], feats["t"])
+        return loss
+
+    return loss_fn, (list(hint[0].parameters()) if hint else [])
+
+
+def _hint(teacher: nn.Module, student: nn.Module, ds: Dataset,
+          config: DistillConfig) -> tuple[HintProjection, dict]:
+    t_name, s_name = config.hint_layers  # type: ignore[misc]
+    feats: dict[str, torch.Tensor] = {}
+    for key, model, name in (("t", teacher, t_name), ("s", student, s_name)):
+        try:
+            layer = model.get_submodule(name)
+        except AttributeError:
+            raise InputError(f"hint layer {name!r} not found in the "
+                             f"{'teacher' if key == 't' else 'student'}") from None
+        layer.register_forward_hook(lambda _m, _i, out, key=key: feats.__setitem__(key, out))
+    with torch.no_grad():
+        x = torch.from_numpy(ds.x_val[:2])
+        teacher(x)
+        student.eval()(x)
+    f_t, f_s = feats["t"], feats["s"]
+    if f_t.dim() != f_s.dim() or f_t.dim() not in (2, 4):
+        raise InputError(f"hint layers give features of shapes {list(f_t.shape)} and "
+                         f"{list(f_s.shape)}; both must be N×C×H×W or N×C")
+    return HintProjection(f_s.shape[1], f_t.shape[1], spatial=f_t.dim() == 4), feats
+
+
+def _summary(teacher: nn.Module, ds: Dataset, arms: dict, config: DistillConfig,
+             base_cfg: TrainConfig, t_run: Run, spec: _Student) -> dict:
+    t_acc = accuracy(teacher, ds.x_test, ds.y_test)
+    kd = [r["test_accuracy"] for r in arms["kd"]]
+    base = [r["test_accuracy"] for r in arms["baseline"]]
+    mean_kd, mean_base = statistics.fmean(kd), statistics.fmean(base)
+    gap = (mean_kd - mean_base) / (t_acc - mean_base) if t_acc > mean_base else None
+    return {
+        "teacher_accuracy": t_acc, "kd_accuracy": kd, "baseline_accuracy": base,
+        "gap_closed": gap,
+        "kd_mean": mean_kd, "kd_std": statistics.stdev(kd) if len(kd) > 1 else 0.0,
+        "baseline_mean": mean_base,
+        "baseline_std": statistics.stdev(base) if len(base) > 1 else 0.0,
+        "kd_val_accuracy": [r["val_accuracy"] for r in arms["kd"]],
+        "baseline_val_accuracy": [r["val_accuracy"] for r in arms["baseline"]],
+        "config": {"distill": config.to_dict(), "train": base_cfg.to_dict(),
+                   "teacher": str(t_run.path), "student": {"zoo": spec.zoo, "kwargs": spec.kwargs},
+                   "data": ds.name, "seeds": [r["seed"] for r in arms["kd"]],
+                   "arms_differ_only_in": "loss (baseline: cross-entropy; kd: Hinton KD)"},
+    }
+
+
+def _write(out: str | os.PathLike, first: dict[str, nn.Module], summary: dict, spec: _Student,
+           ds: Dataset, t_run: Run, config: DistillConfig, base_cfg: TrainConfig) -> None:
+    final = Path(out)
+
+    def meta(arm: str) -> dict:
+        m = new_meta(zoo=spec.zoo, kwargs=spec.kwargs, input_shape=ds.input_shape,
+                     num_classes=ds.num_classes, data=ds.name, splits=ds.splits_record(),
+                     parent=str(t_run.path), seed=config.seed,
+                     config={"arm": arm, "distill": config.to_dict(), "train": base_cfg.to_dict()})
+        return m
+
+    with atomic_dir(final) as tmp:
+        build_run_in(tmp, final, first["kd"], meta("kd"), extra_files={"distill.json": summary})
+        build_run_in(tmp / "baseline", final / "baseline", first["baseline"], meta("baseline"))

@@ -1,0 +1,239 @@
+"""The pruning verbs: :func:`prune_` (a model, in place) and :func:`prune` (a run → a new run).
+
+``prune`` rebuilds the parent run's PyTorch model, prunes and fine-tunes it (masks re-applied
+after every optimizer step, so they survive into the saved weights and the ONNX initializers),
+and writes a complete run directory: weights, ``model.json`` (parent recorded, for fidelity),
+``prune.json`` (the per-layer report), ``model.sparse.safetensors`` (the compressed sparse form),
+the deployment ONNX and ``metrics.json`` with extra fields ``layer_sparsity``,
+``weight_sparsity``, ``sparse_storage`` and ``pruning``.
+
+Example:
+    >>> from edgepress.prune import PruneConfig, prune
+    >>> rec = prune("runs/mlp", PruneConfig(method="magnitude", sparsity=0.9, scope="global",
+    ...             schedule="agp"), out="runs/mlp-p90")  # doctest: +SKIP
+    >>> rec["weight_sparsity"] > 0.89  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..checkpoint import (
+    METRICS,
+    WEIGHTS,
+    Run,
+    atomic_dir,
+    check_output_dir,
+    load_run,
+    new_meta,
+    save_model,
+    write_json,
+)
+from ..data import Dataset, load_data
+from ..errors import InputError
+from ..training import TrainConfig, TrainResult, default_recipe, fit
+from .base import Method
+from .channel import ChannelMethod, widths
+from .config import FINETUNE_LR_SCALE, PruneConfig
+from .l1 import L1Method
+from .magnitude import MagnitudeMethod
+from .masks import layer_sparsity
+from .nm import NMMethod
+from .storage import SPARSE_FILE, save_sparse
+
+METHODS: dict[str, type[Method]] = {"magnitude": MagnitudeMethod, "l1": L1Method,
+                                    "nm": NMMethod, "channel": ChannelMethod}
+REPORT_FILE = "prune.json"
+
+
+@dataclass
+class PruneReport:
+    """What pruning did: per-layer sparsity, parameters before/after, method details, training."""
+
+    method: str
+    layers: dict[str, dict] = field(default_factory=dict)
+    weight_sparsity: float = 0.0
+    params_before: int = 0
+    params_after: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def finetune_config(config: PruneConfig, recipe: TrainConfig | None = None) -> TrainConfig:
+    """The fine-tuning :class:`TrainConfig`: the model's recipe with the pruning options applied.
+
+    The learning rate defaults to the recipe's times ``FINETUNE_LR_SCALE``.
+    """
+    base = recipe or TrainConfig()
+    ft = config.finetune
+    return TrainConfig(**{**base.to_dict(), "epochs": ft.epochs,
+                          "lr": ft.lr if ft.lr is not None else base.lr * FINETUNE_LR_SCALE,
+                          "batch_size": ft.batch_size or base.batch_size,
+                          "train_subset": ft.train_subset, "schedule": ft.schedule,
+                          "seed": config.seed})
+
+
+def prune_(model: nn.Module, config: PruneConfig, *, data: Dataset,
+           recipe: TrainConfig | None = None, progress: bool = True) -> PruneReport:
+    """Prune ``model`` in place, fine-tune it on ``data``'s train split, report what changed.
+
+    Args:
+        model: a trained PyTorch model (changed in place; channel pruning replaces its layers'
+            weights with smaller ones).
+        config: the method and its options.
+        data: fine-tuning uses train; validation accuracy is reported per epoch.
+        recipe: the model's training recipe (fine-tuning starts from it); default TrainConfig().
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`PruneReport`.
+
+    Raises:
+        InputError: options that do not fit this model (unknown skip layer, a channel ratio that
+            empties a layer, BN importance without BN, ...).
+
+    Example:
+        >>> report = prune_(model, PruneConfig(method="nm", nm="2:4"), data=ds)  # doctest: +SKIP
+    """
+    params_before = sum(p.numel() for p in model.parameters())
+    method = METHODS[config.method](model, config, input_shape=data.input_shape)
+    tc = finetune_config(config, recipe)
+    n_train = len(data.subset(tc.train_subset).y_train)
+    method.prepare(math.ceil(n_train / tc.batch_size) * tc.epochs)
+    result = (fit(model, data, tc, loss_fn=method.loss_fn, after_step=method.after_step,
+                  progress=progress) if tc.epochs > 0 else TrainResult())
+    details = method.finish()
+    model.eval()
+    pruned = set(method.pruned_layers)
+    layers = {name: {**row, "pruned": name in pruned}
+              for name, row in layer_sparsity(model).items()}
+    total = sum(r["params"] for r in layers.values())
+    nonzero = sum(r["nonzero"] for r in layers.values())
+    return PruneReport(
+        method=config.method, layers=layers, weight_sparsity=1.0 - nonzero / max(total, 1),
+        params_before=params_before, params_after=sum(p.numel() for p in model.parameters()),
+        details=details,
+        training={"config": tc.to_dict(), "history": result.history,
+                  "seconds": round(result.seconds, 2)})
+
+
+def prune(run: str | os.PathLike | Run, config: PruneConfig, *, out: str | os.PathLike,
+          data: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Prune a run's model into a new run directory at ``out``; return its measurement record.
+
+    Args:
+        run: a run directory (or loaded :class:`Run`) with PyTorch weights.
+        config: the method and its options.
+        out: the run directory to write (built aside, moved into place when complete).
+        data: fine-tuning data (default: the parent run's).
+        progress: show a progress bar.
+
+    Returns:
+        The ``metrics.json`` record, with ``layer_sparsity``, ``weight_sparsity``,
+        ``sparse_storage`` and ``pruning`` added.
+
+    Raises:
+        InputError: a plain ONNX file or a run without PyTorch weights, data whose images do not
+            fit the model, ``out`` equal to the parent, or options that do not fit the model.
+    """
+    final = check_output_dir(out)
+    parent, ds = open_parent(run, data)
+    if final.resolve() == parent.path.resolve():
+        raise InputError("--out must differ from the run being pruned")
+    model = parent.build_model()
+    recipe = default_recipe(parent.meta["architecture"]["zoo"])
+    report = prune_(model, config, data=ds, recipe=recipe, progress=progress)
+    meta = _meta(parent, ds, config, report, model)
+    return _write_run(final, model, meta, report)
+
+
+def open_parent(run: str | os.PathLike | Run, data: str | None = None) -> tuple[Run, Dataset]:
+    """The run to prune (it must have PyTorch weights) and its data (``data`` or the run's).
+
+    Raises:
+        InputError: a plain ONNX file, a run without weights, or images that do not fit.
+    """
+    parent = _source_run(run)
+    ds = load_data(data or parent.meta["data"])
+    if tuple(ds.input_shape) != parent.input_shape:
+        raise InputError(f"{ds.name} images are {list(ds.input_shape)} but {parent.name} takes "
+                         f"{list(parent.input_shape)}")
+    return parent, ds
+
+
+def _source_run(run: str | os.PathLike | Run) -> Run:
+    if isinstance(run, Run):
+        parent = run
+    else:
+        p = Path(run)
+        if p.is_file() or p.suffix == ".onnx":
+            raise InputError(f"{str(p)!r} is a plain ONNX file: pruning needs a PyTorch model "
+                             f"(a run directory with model.safetensors, e.g. from edgepress train)")
+        parent = load_run(p)
+    if not parent.has_weights:
+        raise InputError(f"run {parent.name!r} has no PyTorch weights (it came from an ONNX "
+                         f"file): pruning needs a PyTorch model")
+    return parent
+
+
+def _meta(parent: Run, ds: Dataset, config: PruneConfig, report: PruneReport,
+          model: nn.Module) -> dict[str, Any]:
+    arch = parent.meta["architecture"]
+    tc = report.training["config"]
+    meta = new_meta(zoo=arch["zoo"], kwargs=arch.get("kwargs", {}),
+                    input_shape=parent.input_shape, num_classes=arch["num_classes"],
+                    data=ds.name, splits=ds.subset(tc["train_subset"]).splits_record(),
+                    parent=str(parent.path.resolve()), config=config.to_dict(), seed=config.seed)
+    if config.method == "channel" or arch.get("pruned_shapes"):
+        meta["architecture"].update(pruned_shapes=True, widths=widths(model))
+    meta["pruning"] = {"method": config.method, "weight_sparsity": report.weight_sparsity,
+                       "params_before": report.params_before,
+                       "params_after": report.params_after}
+    meta["training"] = report.training
+    return meta
+
+
+def _write_run(final: Path, model: nn.Module, meta: dict[str, Any],
+               report: PruneReport) -> dict[str, Any]:
+    from ..export.deploy import export_run
+    from ..measurement.size import file_sizes
+    from ..produce import measure_in_place
+
+    with atomic_dir(final) as tmp:
+        save_model(tmp, model, meta)
+        write_json(tmp / REPORT_FILE, report.to_dict())
+        storage = save_sparse(tmp / SPARSE_FILE, model.state_dict())
+        storage["dense_file_bytes"], storage["dense_file_gzip_bytes"] = file_sizes(tmp / WEIGHTS)
+        export_run(Run(tmp, meta), "onnx")
+        record = measure_in_place(tmp, final)
+        record.update(_extra_fields(record, report, storage))
+        write_json(tmp / METRICS, record)
+    return record
+
+
+def _extra_fields(record: dict[str, Any], report: PruneReport,
+                  storage: dict[str, Any]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for kind in storage["encodings"].values():
+        counts[kind] = counts.get(kind, 0) + 1
+    sparse = {**{k: v for k, v in storage.items() if k != "encodings"}, "encodings": counts,
+              "smaller_than_deployment_gzip": storage["gzip_bytes"] < record["size_gzip_bytes"]}
+    return {
+        "layer_sparsity": {name: row["sparsity"] for name, row in report.layers.items()},
+        "weight_sparsity": report.weight_sparsity,
+        "sparse_storage": sparse,
+        "pruning": {"method": report.method, "params_before": report.params_before,
+                    "params_after": report.params_after,
+                    **{k: v for k, v in report.details.items() if k != "schedule_trace"}},
+    }

@@ -1,0 +1,314 @@
+"""``quantize(target, config, out=...)``: a run directory or ONNX file in, a quantized run out.
+
+The new run keeps the parent's fp32 weights (``model.safetensors``; QAT keeps its fine-tuned
+fp32 weights), writes the quantized ``model.onnx``, records the deployment (format, precision,
+the full quantization config, the calibration indices hash) and the parent, and is measured
+like every run (``metrics.json``, with a few extra fields). ``quantize.json`` says what was done:
+timings, which layers are int8 and which float (and why), validation accuracies, packed sizes.
+
+Example:
+    >>> from edgepress.quantize import QuantConfig, quantize
+    >>> cfg = QuantConfig(mode="static")
+    >>> rec = quantize("runs/cnn", cfg, out="runs/cnn-int8")  # doctest: +SKIP
+    >>> rec["kernels"].get("QLinearConv", 0) > 0  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import (
+    METRICS,
+    MODEL_JSON,
+    ONNX,
+    Run,
+    atomic_dir,
+    check_output_dir,
+    load_run,
+    new_meta,
+    save_model,
+    write_json,
+)
+from ..data import Dataset, default_data, load_data
+from ..errors import InputError
+from .config import QuantConfig
+from .deploy import PACKED, build_quantized, export_fp32
+from .evaluate import OnnxEval
+from .layers import check_finite, check_not_quantized
+
+
+@dataclass
+class Source:
+    """What is being quantized: a zoo run (PyTorch weights) or an fp32 ONNX file."""
+
+    parent: str
+    run: Run | None = None
+    onnx: Path | None = None
+    data: str | None = None
+    model: Any = None  # the PyTorch model, for a zoo run
+
+
+@dataclass
+class Outcome:
+    """What :func:`quantize` hands to the run writer."""
+
+    model: Any
+    onnx: Path
+    info: dict
+    report: dict = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def open_source(target: str | os.PathLike) -> Source:
+    """Open and check what is to be quantized.
+
+    Raises:
+        InputError: missing, not fp32 (already quantized), NaN/inf weights, not ONNX.
+    """
+    from ..measurement.graph import load_onnx
+
+    p = Path(target)
+    if p.is_dir():
+        run = load_run(p)
+        precision = (run.meta.get("deployment") or {}).get("precision", "fp32")
+        if precision != "fp32":
+            raise InputError(f"run {run.name!r} is already quantized (deployment precision "
+                             f"{precision}); quantize its fp32 parent instead")
+        if run.has_weights:
+            return Source(str(p), run, None, run.meta.get("data"), run.build_model())
+        if not run.file(ONNX).is_file():
+            raise InputError(f"run {run.name!r} has neither PyTorch weights nor {ONNX}")
+        p_onnx, data = run.file(ONNX), run.meta.get("data")
+    elif not p.exists():
+        raise InputError(f"{str(p)!r} does not exist (expected a run directory or an .onnx file)")
+    elif p.suffix != ".onnx":
+        raise InputError(f"{str(p)!r} is not an .onnx file or a run directory")
+    else:
+        run, p_onnx, data = None, p, None
+    model = load_onnx(p_onnx)
+    check_not_quantized(model, str(p_onnx))
+    check_finite(model, str(p_onnx))
+    return Source(str(p), run, p_onnx, data)
+
+
+def quantize(target: str | os.PathLike, config: QuantConfig, *, out: str | os.PathLike,
+             data: str | None = None, sensitivity: bool = False, profile: bool = False,
+             progress: bool = True) -> dict:
+    """Quantize a run directory or an fp32 ONNX file into a new run directory.
+
+    Args:
+        target: a run directory, or an fp32 ``.onnx`` file from any framework (static,
+            dynamic and weight-only; QAT needs PyTorch weights).
+        config: the :class:`QuantConfig`.
+        out: the run directory to write (replaced atomically; nothing is left on failure).
+        data: calibration / fine-tuning / validation data (default: the parent run's data,
+            for a file the default data).
+        sensitivity: also write the per-layer sensitivity table and plot (static).
+        profile: also record (in ``quantize.json``) the per-node time of fp32 vs quantized.
+        progress: show progress bars (QAT).
+
+    Returns:
+        The new run's measurement record (as in its ``metrics.json``).
+
+    Raises:
+        InputError: bad input of any kind (see :func:`open_source`, :class:`QuantConfig`).
+    """
+    if sensitivity and config.mode != "static":
+        raise InputError("--sensitivity applies to --mode static")
+    config = config.resolved()
+    check_output_dir(out)
+    src = open_source(target)
+    if config.mode == "qat" and src.model is None:
+        raise InputError("--mode qat fine-tunes PyTorch weights; an ONNX file has none "
+                         "(use --mode static)")
+    ds = load_data(data or src.data or default_data())
+    _check_calibration(src, config, ds)
+    with tempfile.TemporaryDirectory(prefix="edgepress-quantize.") as w:
+        outcome = _quantize_in(src, config, ds, Path(w), sensitivity, profile, progress)
+        return _write_run(out, src, ds, outcome)
+
+
+def _check_calibration(src: Source, config: QuantConfig, ds: Dataset) -> None:
+    """Fail before any work when the calibration set is empty or smaller than one batch."""
+    from .ptq import calibration_batch, calibration_images
+
+    if config.calibration is None:
+        return
+    fixed = None
+    if src.model is None:
+        assert src.onnx is not None
+        fixed = OnnxEval(src.onnx, threads=1).fixed_batch
+    calibration_images(ds, config.calibration, config.seed, calibration_batch(fixed))  # raises
+
+
+def _quantize_in(src: Source, config: QuantConfig, ds: Dataset, work: Path, sensitivity: bool,
+                 profile: bool, progress: bool) -> Outcome:
+    model, report, files = src.model, {}, {}
+    if config.mode != "qat":  # QAT exports its fine-tuned model instead
+        fp32 = _fp32_onnx(src, ds, work)
+    else:
+        _check_shape(src, ds)
+        model = copy.deepcopy(src.model)
+        report["qat"] = _qat(model, config, ds, progress)
+        assert src.run is not None
+        model = _as_saved(model, src.run, work)  # export what model.safetensors will hold
+        fp32 = export_fp32(model, work / "fp32-qat.onnx", tuple(ds.input_shape), ds)
+    if config.mode == "static" and (config.accuracy_budget is not None or sensitivity):
+        config, extra = _mixed(fp32, config, ds, work / "search", sensitivity)
+        files.update({p.name: p for p in extra.pop("_files", [])})
+        report.update(extra)
+    dst = work / "quantized.onnx"
+    (work / "build").mkdir()
+    info = build_quantized(fp32, dst, config, ds, work / "build")
+    report["val_accuracy"] = _val_accuracies(src, fp32, dst, ds)
+    if info.get("packed_path"):
+        files[PACKED] = Path(info["packed_path"])
+    if profile:
+        report["profile"] = _profile(fp32, dst, ds)
+    return Outcome(model, dst, {**info, "config": config}, report, files)
+
+
+def _check_shape(src: Source, ds: Dataset) -> None:
+    if src.run is not None and tuple(ds.input_shape) != tuple(src.run.input_shape):
+        raise InputError(f"the data's images are {list(ds.input_shape)} but run "
+                         f"{src.run.name!r} takes {list(src.run.input_shape)} (wrong --data?)")
+
+
+def _fp32_onnx(src: Source, ds: Dataset, work: Path) -> Path:
+    if src.model is None:
+        assert src.onnx is not None
+        return src.onnx
+    _check_shape(src, ds)
+    return export_fp32(src.model, work / "fp32.onnx", tuple(ds.input_shape), ds)
+
+
+def _as_saved(model, run: Run, work: Path):  # noqa: ANN001, ANN202
+    """``model`` saved and rebuilt exactly as :meth:`Run.build_model` will rebuild the new run
+    (zoo architecture, resized when channel-pruned, safetensors weights).
+    """
+    folder = work / "qat-weights"
+    folder.mkdir()
+    save_model(folder, model, run.meta)
+    return Run(folder, run.meta).build_model()
+
+
+def _qat(model, config: QuantConfig, ds: Dataset, progress: bool) -> dict:  # noqa: ANN001
+    from .ptq import CALIB_BATCH, calibration_images
+    from .qat import qat_
+
+    calib_x = None
+    if config.bits == 8:
+        calib_x, _ = calibration_images(ds, config.calibration or 0, config.seed, CALIB_BATCH)
+    return qat_(model, ds, config, calib_x, progress=progress)
+
+
+def _mixed(fp32: Path, config: QuantConfig, ds: Dataset, work: Path,
+           sensitivity: bool) -> tuple[QuantConfig, dict]:
+    from .mixed import choose_float_layers
+    from .sensitivity import StaticContext, layer_sensitivity, write_sensitivity
+
+    work.mkdir()
+    ctx = StaticContext.build(fp32, config, ds, work)
+    extra: dict = {}
+    rows = None
+    if config.accuracy_budget is not None:
+        decision = choose_float_layers(ctx, config.accuracy_budget)
+        rows = decision.pop("sensitivity")
+        extra["mixed_precision"] = decision
+        chosen = [f["layer"] for f in decision["float_layers"]]
+        config = QuantConfig.from_dict({**config.to_dict(),
+                                        "skip_layers": [*config.skip_layers, *chosen]})
+    if sensitivity and rows is None:
+        rows = layer_sensitivity(ctx)
+    if rows is not None:
+        extra["sensitivity"] = rows
+        extra["_files"] = write_sensitivity(rows, work)
+    return config, extra
+
+
+def _val_accuracies(src: Source, fp32: Path, quantized: Path, ds: Dataset) -> dict:
+    """Validation accuracy of the parent (fp32) and of the quantized model."""
+    if src.model is not None:  # the parent's own weights (QAT's fp32 export is fine-tuned)
+        from ..training import accuracy
+
+        a = accuracy(src.model, ds.x_val, ds.y_val)
+    else:
+        a = OnnxEval(fp32).accuracy(ds.x_val, ds.y_val)
+    b = OnnxEval(quantized).accuracy(ds.x_val, ds.y_val)
+    return {"fp32": a, "quantized": b, "loss_pts": 100.0 * (a - b)}
+
+
+def _profile(fp32: Path, quantized: Path, ds: Dataset) -> dict:
+    """Per-node times of both models at batch 1 (1 thread), layers paired in order."""
+    from .profile import layer_rows, node_profile, node_rows
+
+    a = node_profile(fp32, OnnxEval(fp32).shaped(ds.x_test[:1]))
+    b = node_profile(quantized, OnnxEval(quantized).shaped(ds.x_test[:1]))
+    return {"layers": layer_rows(a, b), "fp32_nodes": node_rows(a, 50),
+            "quantized_nodes": node_rows(b, 50)}
+
+
+def _meta(src: Source, config: QuantConfig, ds: Dataset, info: dict) -> dict:
+    arch = src.run.meta["architecture"] if src.run is not None else None
+    if arch is not None and "zoo" in arch:
+        meta = new_meta(zoo=arch["zoo"], kwargs=arch.get("kwargs", {}),
+                        input_shape=tuple(arch["input_shape"]), num_classes=arch["num_classes"],
+                        data=ds.name, splits=ds.splits_record(), parent=src.parent,
+                        config=config.to_dict(), seed=config.seed)
+    else:
+        meta = new_meta(onnx_source=str(src.onnx), input_shape=tuple(ds.input_shape),
+                        num_classes=int(ds.num_classes), data=ds.name, splits=ds.splits_record(),
+                        parent=src.parent, config=config.to_dict(), seed=config.seed)
+    if arch is not None:  # keep every architecture detail (e.g. a pruned model's shapes)
+        meta["architecture"] = copy.deepcopy(arch)
+    meta["deployment"] = {"format": "onnx", "precision": config.precision,
+                          "quantization": config.to_dict(),
+                          "calibration_indices_hash": info.get("calibration_indices_hash")}
+    return meta
+
+
+def _write_run(out: str | os.PathLike, src: Source, ds: Dataset, o: Outcome) -> dict:
+    from ..produce import measure_in_place
+
+    final_config = o.info.pop("config")
+    meta = _meta(src, final_config, ds, o.info)
+    summary = _summary(final_config, o)
+    final = Path(out)
+    with atomic_dir(final) as tmp:
+        if o.model is not None and src.model is not None:
+            save_model(tmp, o.model, meta)
+        else:
+            write_json(tmp / MODEL_JSON, meta)
+        shutil.copyfile(o.onnx, tmp / ONNX)  # after the weights: the deployment is not stale
+        for name, path in o.files.items():
+            shutil.copyfile(path, tmp / name)
+        write_json(tmp / "quantize.json", summary)
+        record = measure_in_place(tmp, final)
+        record.update(_record_extras(summary))
+        write_json(tmp / METRICS, record)
+    return record
+
+
+def _summary(config: QuantConfig, o: Outcome) -> dict:
+    info = {k: v for k, v in o.info.items() if k != "packed_path"}
+    return {"config": config.to_dict(), **info, **o.report}
+
+
+def _record_extras(summary: dict) -> dict:
+    """The fields added to the measurement record (the contract welcomes extras)."""
+    extras = {"quantize_seconds": round(float(summary["seconds"]), 3),
+              "quantized_layers": summary.get("quantized_layers", []),
+              "float_layers": summary.get("float_layers", []),
+              "val_accuracy_fp32": summary["val_accuracy"]["fp32"],
+              "val_accuracy": summary["val_accuracy"]["quantized"]}
+    if summary.get("packed"):
+        extras.update({k: v for k, v in summary["packed"].items() if k != "file"})
+    return extras
+
