@@ -86,9 +86,9 @@ def test_cached_and_online_teacher_give_the_same_student(teacher, tmp_path):
 
 
 def test_hint_distillation_runs(teacher, tmp_path):
-    s = distill(teacher, "lenet5:width=0.5", DistillConfig(epochs=1, hint="features:features",
-                batch_size=64), out=tmp_path / "h", progress=False)
-    assert s["kd_accuracy"][0] > 0.2
+    s = distill(teacher, "lenet5:width=0.5", DistillConfig(epochs=5, hint="features:features",
+                batch_size=32), out=tmp_path / "h", progress=False)
+    assert s["kd_accuracy"][0] > 0.5  # chance is 0.1
 
 
 def test_bad_inputs_cli(teacher, tmp_path):

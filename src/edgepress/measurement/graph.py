@@ -26,7 +26,7 @@ _QPARAM_INPUTS = {
     "QLinearConv": (1, 2, 4, 5, 6, 7), "QLinearMatMul": (1, 2, 4, 5, 6, 7),
     "ConvInteger": (2, 3), "MatMulInteger": (2, 3), "QGemm": (1, 2, 4, 5, 7, 8),
 }
-_PARAM_DTYPES = {1, 2, 3, 4, 5, 6, 10, 11, 16, 21, 22, 23, 24}  # float/int8/int16/int32/fp16/…/int4
+_PARAM_DTYPES = {1, 2, 3, 4, 5, 6, 10, 11, 16, 21, 22, 23, 24, 25, 26}  # float…int2
 
 
 def load_onnx(path: str | os.PathLike):  # noqa: ANN201
