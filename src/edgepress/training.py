@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from torch import nn
 
 from .data import Dataset
 from .errors import InputError
+from .jsonconfig import JsonConfig
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 StepHook = Callable[[int, int], None]
@@ -47,11 +48,13 @@ _SCHEDULES = {
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """How to train: epochs, batch, optimizer, learning-rate schedule, seed.
 
     Raises ``InputError`` on impossible values. Round-trips through :meth:`to_dict` / ``from_dict``.
     """
+
+    config_name = "training"
 
     epochs: int = 10
     batch_size: int = 128
@@ -75,18 +78,6 @@ class TrainConfig:
             raise InputError(f"unknown schedule {self.schedule!r} ({', '.join(_SCHEDULES)})")
         if self.train_subset is not None and self.train_subset < 1:
             raise InputError(f"train subset must be >= 1 (got {self.train_subset})")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an ``InputError``."""
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
 
 
 # Each zoo model's default recipe, tuned on the validation split of Fashion-MNIST.

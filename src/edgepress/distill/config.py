@@ -12,14 +12,14 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from ..errors import InputError
+from ..jsonconfig import JsonConfig
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(JsonConfig):
     """How a student learns from a teacher (Hinton et al. 2015).
 
     Attributes:
@@ -36,6 +36,8 @@ class DistillConfig:
         hint_weight: weight β of the hint MSE term.
         lr, batch_size: overrides of the student's default recipe (both arms).
     """
+
+    config_name = "distillation"
 
     temperature: float = 4.0
     alpha: float = 0.7
@@ -69,15 +71,3 @@ class DistillConfig:
             return None
         t, s = self.hint.split(":")
         return t, s
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DistillConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an ``InputError``."""
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputError(f"unknown distillation option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
