@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -57,6 +58,8 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     index_hashes: dict[str, str] = field(default_factory=dict)
+    # a left-right mirrored image is still an image of the same class (clothing: yes; digits: no)
+    mirror_invariant: bool = False
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -81,9 +84,9 @@ class Dataset:
         if n_train is None or n_train >= len(self.y_train):
             return self
         h = _hash_indices(np.arange(n_train), f"{self.index_hashes.get('train', '')}[:{n_train}]")
-        return Dataset(self.name, self.x_train[:n_train], self.y_train[:n_train], self.x_val,
-                       self.y_val, self.x_test, self.y_test, self.num_classes,
-                       {**self.index_hashes, "train": h})
+        return dataclasses.replace(self, x_train=self.x_train[:n_train],
+                                   y_train=self.y_train[:n_train],
+                                   index_hashes={**self.index_hashes, "train": h})
 
 
 def register_data(name: str) -> Callable:
@@ -179,7 +182,7 @@ def _load_fashion(spec: str) -> Dataset:
         "train": _hash_indices(np.arange(n_tr), "fmnist-train"),
         "val": _hash_indices(np.arange(n_tr, len(y)), "fmnist-train"),
         "test": _hash_indices(np.arange(len(yt)), "fmnist-test"),
-    })
+    }, mirror_invariant=True)
 
 
 @register_data("digits")

@@ -47,6 +47,9 @@ _SCHEDULES = {
 }
 
 
+_AUGMENTS = ("none", "mirror")
+
+
 @dataclass
 class TrainConfig(JsonConfig):
     """How to train: epochs, batch, optimizer, learning-rate schedule, seed.
@@ -64,6 +67,9 @@ class TrainConfig(JsonConfig):
     schedule: str = "onecycle"
     seed: int = 0
     train_subset: int | None = None  # first N training images only (quick runs)
+    label_smoothing: float = 0.0  # of the default cross-entropy loss
+    augment: str = "none"  # "mirror": flip a random half of each batch left-right (when the
+    # dataset says a mirrored image keeps its class; ignored otherwise)
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1:
@@ -78,13 +84,17 @@ class TrainConfig(JsonConfig):
             raise InputError(f"unknown schedule {self.schedule!r} ({', '.join(_SCHEDULES)})")
         if self.train_subset is not None and self.train_subset < 1:
             raise InputError(f"train subset must be >= 1 (got {self.train_subset})")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise InputError(f"label smoothing must be in [0, 1) (got {self.label_smoothing})")
+        if self.augment not in _AUGMENTS:
+            raise InputError(f"unknown augmentation {self.augment!r} ({', '.join(_AUGMENTS)})")
 
 
 # Each zoo model's default recipe, tuned on the validation split of Fashion-MNIST.
 DEFAULT_RECIPES: dict[str, TrainConfig] = {
     "mlp": TrainConfig(epochs=12, batch_size=128, lr=2e-3),
     "lenet5": TrainConfig(epochs=12, batch_size=128, lr=3e-3),
-    "cnn": TrainConfig(epochs=4, batch_size=128, lr=4e-3),
+    "cnn": TrainConfig(epochs=5, batch_size=128, lr=4e-3, label_smoothing=0.1, augment="mirror"),
     "mobilenet-mini": TrainConfig(epochs=5, batch_size=128, lr=5e-3),
 }
 
@@ -120,7 +130,7 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, loss_fn: LossFn = cross_entropy,
+def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, loss_fn: LossFn | None = None,
         after_step: StepHook | None = None, progress: bool = True,
         params: list[nn.Parameter] | None = None) -> TrainResult:
     """Train ``model`` in place on ``data``'s train split; report validation accuracy per epoch.
@@ -129,7 +139,8 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, loss_fn: LossFn
         model: the model to train (in place).
         data: the dataset; only ``train`` is learned from, ``val`` is only evaluated.
         config: epochs, batch, optimizer, schedule, seed.
-        loss_fn: ``loss_fn(model, x, y) -> scalar``; distillation and L1 penalties plug in here.
+        loss_fn: ``loss_fn(model, x, y) -> scalar``; distillation and L1 penalties plug in here
+            (default: cross-entropy with the config's label smoothing).
         after_step: called as ``after_step(step, total_steps)`` after every optimizer step
             (pruning masks are re-applied and sparsity schedules advance here).
         progress: show a rich progress bar.
@@ -149,6 +160,9 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, loss_fn: LossFn
     gen = torch.Generator().manual_seed(config.seed)
     fmt = _memory_format(model)
     model.to(memory_format=fmt)  # type: ignore[call-overload]  # channels-last convs train ~15-20% faster on CPU (oneDNN)
+    if loss_fn is None or loss_fn is cross_entropy:
+        loss_fn = _default_loss(config)
+    mirror = config.augment == "mirror" and data.mirror_invariant
     result, t0, step = TrainResult(), time.perf_counter(), 0
     with _progress(progress, total) as bar:
         for epoch in range(config.epochs):
@@ -156,7 +170,11 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, loss_fn: LossFn
             order, running = torch.randperm(len(y), generator=gen), 0.0
             for b in range(steps_per_epoch):
                 idx = order[b * config.batch_size:(b + 1) * config.batch_size]
-                loss = loss_fn(model, x[idx].contiguous(memory_format=fmt), y[idx])
+                xb = x[idx]
+                if mirror:
+                    xb = _mirror_half(xb, gen)
+                xb = xb.contiguous(memory_format=fmt)
+                loss = loss_fn(model, xb, y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -173,6 +191,22 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, loss_fn: LossFn
     model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     model.eval()
     return result
+
+
+def _default_loss(config: TrainConfig) -> LossFn:
+    if not config.label_smoothing:
+        return cross_entropy
+
+    def smoothed(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+
+    return smoothed
+
+
+def _mirror_half(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Flip a random half of the batch left-right (the same draw for the same seed)."""
+    flip = torch.rand(len(x), generator=gen) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
 def _memory_format(model: nn.Module) -> torch.memory_format:

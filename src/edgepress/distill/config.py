@@ -35,6 +35,7 @@ class DistillConfig(JsonConfig):
             through a learned 1×1 projection; None for logits only.
         hint_weight: weight β of the hint MSE term.
         lr, batch_size: overrides of the student's default recipe (both arms).
+        train_subset: train both arms on the first N training images only (quick runs).
     """
 
     config_name = "distillation"
@@ -49,6 +50,7 @@ class DistillConfig(JsonConfig):
     hint_weight: float = 1.0
     lr: float | None = None
     batch_size: int | None = None
+    train_subset: int | None = None
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -61,6 +63,8 @@ class DistillConfig(JsonConfig):
             raise InputError(f"epochs must be >= 1 (got {self.epochs})")
         if self.hint is not None and len(self.hint.split(":")) != 2:
             raise InputError(f"hint must be 'teacher_layer:student_layer' (got {self.hint!r})")
+        if self.train_subset is not None and self.train_subset < 1:
+            raise InputError(f"train subset must be >= 1 (got {self.train_subset})")
         if self.hint_weight < 0:
             raise InputError(f"hint weight must be >= 0 (got {self.hint_weight})")
 

@@ -71,7 +71,9 @@ def distill(teacher: str | os.PathLike, student: str, config: DistillConfig, *,
     if config.cache_teacher and config.hint:
         raise InputError("a hint needs the teacher's features every batch; drop --cache-teacher")
     base_cfg = default_recipe(spec.recipe_name, epochs=config.epochs, lr=config.lr,
-                              batch_size=config.batch_size)
+                              batch_size=config.batch_size, train_subset=config.train_subset)
+    if config.cache_teacher:  # cached logits are of the unaugmented images: no mirroring
+        base_cfg = dataclasses.replace(base_cfg, augment="none")
     arms: dict[str, list[dict]] = {"kd": [], "baseline": []}
     first: dict[str, nn.Module] = {}
     for seed in range(config.seed, config.seed + config.seeds):
