@@ -26,10 +26,10 @@ from edgepress.prune import FinetuneOptions, PruneConfig, prune, scan_run
 # name -> (parent model, config options, fine-tune epochs, fine-tune train subset)
 VARIANTS: dict[str, tuple[str, dict, int, int | None]] = {
     "mlp-mag90-agp": ("mlp", dict(method="magnitude", sparsity=0.9, scope="global",
-                                  schedule="agp"), 8, None),
+                                  schedule="agp"), 16, None),
     "mlp-mag90-oneshot": ("mlp", dict(method="magnitude", sparsity=0.9, scope="global",
-                                      schedule="oneshot"), 8, None),
-    "mlp-l1-90": ("mlp", dict(method="l1", sparsity=0.9, scope="global"), 8, None),
+                                      schedule="oneshot"), 16, None),
+    "mlp-l1-90": ("mlp", dict(method="l1", sparsity=0.9, scope="global"), 16, None),
     "mlp-nm24": ("mlp", dict(method="nm", nm="2:4"), 4, None),
     "lenet5-ch50": ("lenet5", dict(method="channel", channel_ratio=0.5), 6, None),
     "cnn-ch50": ("cnn", dict(method="channel", channel_ratio=0.5), 3, None),
@@ -48,16 +48,21 @@ def main() -> None:
     ap.add_argument("--baselines", default="benchmarks/out/foundation/runs")
     ap.add_argument("--reuse", action="store_true", help="reuse pruned runs already in OUT/runs")
     ap.add_argument("--quick", action="store_true", help="1 fine-tune epoch, 2-epoch baselines")
+    ap.add_argument("--families", default=",".join(FAMILIES),
+                    help="model families to run (default: all)")
     args = ap.parse_args()
+    families = args.families.split(",")
     out, t0 = Path(args.out), time.perf_counter()
     runs = out / "runs"
-    parents = {m: baseline(m, args, runs) for m in FAMILIES}
+    parents = {m: baseline(m, args, runs) for m in families}
     made = {}
     for name, (model, opts, epochs, subset) in VARIANTS.items():
-        made[name] = make_variant(name, parents[model], opts, epochs, subset, args, runs)
-    scan_run(parents["mlp"], out=out / "sensitivity-mlp", data=args.data)
+        if model in families:
+            made[name] = make_variant(name, parents[model], opts, epochs, subset, args, runs)
+    if "mlp" in families:
+        scan_run(parents["mlp"], out=out / "sensitivity-mlp", data=args.data)
     rows = []
-    for family in FAMILIES:
+    for family in families:
         variants = [n for n, v in VARIANTS.items() if v[0] == family]
         cmp = compare([parents[family], *[runs / n for n in variants]], data=args.data,
                       variants=[family, *variants])

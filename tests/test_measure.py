@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from tests.conftest import contract_ok
+from tests.conftest import cli, contract_ok
 
 from edgepress.export.onnx import export_onnx
 from edgepress.measurement import compare, measure
@@ -125,3 +125,17 @@ def test_bad_threads(mlp_run, threads):
 
     with pytest.raises(InputError, match="threads"):
         measure(mlp_run, threads=threads)
+
+
+def test_remeasuring_a_run_keeps_what_its_producer_recorded(mlp_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(mlp_run, run)
+    rec = json.loads((run / "metrics.json").read_text())
+    rec["weight_sparsity"] = 0.5  # an extra the producing command wrote
+    (run / "metrics.json").write_text(json.dumps(rec))
+    cli("measure", run, check=0)
+    again = json.loads((run / "metrics.json").read_text())
+    assert again["weight_sparsity"] == 0.5
+    assert again["latency_ms"]["runs"] >= 200

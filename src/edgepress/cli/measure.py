@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
 def run(args: argparse.Namespace) -> int:  # noqa: D103
     from ..checkpoint import METRICS, check_output_file, write_json
     from ..measurement import measure
+    from ..measurement.record import save_record
     from .tables import record_table, show
 
     target = Path(args.target)
@@ -31,6 +32,6 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
                      batch=args.batch)
     show(record_table(record))
     if out is not None:
-        write_json(out, record)
+        (write_json if args.json else save_record)(out, record)  # a run keeps its extras
         print(f"wrote {out}")
     return 0

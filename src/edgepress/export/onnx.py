@@ -53,7 +53,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, input_shape: tuple
     import onnx
 
     model = model.eval()
-    example = torch.from_numpy(np.ascontiguousarray(check_inputs[:2], dtype=np.float32))
+    # a fresh dense tensor: numpy may keep odd strides on size-1 dims, which dynamo would trace
+    # into an as_strided view (hiding the classifier's Gemm from the MAC count)
+    example = torch.from_numpy(np.ascontiguousarray(check_inputs[:2], dtype=np.float32)).clone(
+        memory_format=torch.contiguous_format)
     with atomic_path(Path(path)) as tmp:
         _dynamo_export(model, example, tmp)
         try:

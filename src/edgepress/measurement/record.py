@@ -177,6 +177,7 @@ def _record(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int, batch:
         "deployment": (t.run.meta.get("deployment") if t.run else
                        {"format": t.path.suffix.lstrip("."), "source": str(t.path)}),
         "file": str(t.path),
+        **runtime.record_extras(loaded.session, t.path),  # after peak_rss_mb: may use its probe
     }
 
 
@@ -223,3 +224,21 @@ def measure(spec: str | os.PathLike, *, data: str | None = None, runtime: str = 
     records, _, _ = measure_all([spec], data=data, runtime=runtime, threads=threads, batch=batch)
     records[0].pop("_latency_samples_ms")
     return records[0]
+
+
+def save_record(path: str | os.PathLike, record: dict) -> None:
+    """Write ``record`` to ``path`` atomically, keeping the fields an earlier record there had
+    and this one lacks — what the producing command knew about the run (per-layer sparsity,
+    packed sizes, the quantization time), not measurements: re-measuring a run must not lose them.
+    """
+    import json
+
+    from ..checkpoint import write_json
+
+    p = Path(path)
+    try:
+        old = json.loads(p.read_text()) if p.is_file() else {}
+    except (OSError, ValueError):
+        old = {}
+    write_json(p, {**record, **{k: v for k, v in old.items() if k not in record}}
+               if isinstance(old, dict) else record)

@@ -195,6 +195,8 @@ def _meta(parent: Run, ds: Dataset, config: PruneConfig, report: PruneReport,
                     input_shape=parent.input_shape, num_classes=arch["num_classes"],
                     data=ds.name, splits=ds.subset(tc["train_subset"]).splits_record(),
                     parent=str(parent.path.resolve()), config=config.to_dict(), seed=config.seed)
+    if arch.get("transforms"):  # a structurally changed parent: replay its changes on load
+        meta["architecture"]["transforms"] = arch["transforms"]
     if config.method == "channel" or arch.get("pruned_shapes"):
         meta["architecture"].update(pruned_shapes=True, widths=widths(model))
     meta["pruning"] = {"method": config.method, "weight_sparsity": report.weight_sparsity,
