@@ -132,6 +132,10 @@ class Run:
         bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:
             raise InputError(f"{self.file(WEIGHTS)} has NaN/inf weights in {bad[0]}")
+        if arch.get("transforms"):  # structure methods changed the layers (edgepress.structure)
+            from .structure.replay import replay_
+
+            replay_(model, arch["transforms"])
         if arch.get("pruned_shapes"):  # channel-pruned: layers are narrower than the zoo's
             resize_to_state_(model, state)
         try:

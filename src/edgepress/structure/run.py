@@ -1,0 +1,201 @@
+"""The structure verbs: :func:`structure_` (a model, in place) and :func:`structure` (run → run).
+
+``structure`` rebuilds the parent run's PyTorch model (a pruned, channel-pruned or already
+restructured one too), applies the method, fine-tunes where the method does, and writes a complete
+run directory: weights, ``model.json`` (parent recorded, and the structural transform appended to
+``architecture.transforms`` so :meth:`~edgepress.checkpoint.Run.build_model` rebuilds the new
+layers), ``structure.json`` (parameters, MACs, bytes and accuracy before and after, and per-layer
+details), the deployment ONNX and ``metrics.json`` with an extra ``structure`` field.
+
+Example:
+    >>> from edgepress.structure import StructureConfig, structure
+    >>> rec = structure("runs/cnn", StructureConfig(method="fold"),
+    ...                 out="runs/cnn-folded")  # doctest: +SKIP
+    >>> rec["structure"]["after"]["layers"] < rec["structure"]["before"]["layers"]  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..checkpoint import METRICS, Run, atomic_dir, check_output_dir, load_run, new_meta, write_json
+from ..data import Dataset, load_data
+from ..errors import InputError
+from ..training import TrainConfig, default_recipe
+from .config import StructureConfig
+from .methods import METHODS, Context
+from .stats import summary
+
+REPORT_FILE = "structure.json"
+
+
+@dataclass
+class StructureReport:
+    """What a structural method did: the model before and after, details, transform, training."""
+
+    method: str
+    config: dict[str, Any]
+    before: dict[str, Any]
+    after: dict[str, Any]
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    transform: dict[str, Any] | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def structure_(model: nn.Module, config: StructureConfig, *, data: Dataset,
+               recipe: TrainConfig | None = None, progress: bool = True,
+               model_name: str = "the model") -> StructureReport:
+    """Restructure ``model`` in place as ``config`` says; report what changed.
+
+    Args:
+        model: a trained PyTorch model (its layers may be replaced).
+        config: the method and its options.
+        data: fine-tuning uses train; every choice (which block to drop) uses validation;
+            test only feeds the reported accuracy.
+        recipe: the model's training recipe (fine-tuning starts from it); default TrainConfig().
+        progress: show a progress bar while fine-tuning.
+        model_name: how error messages name the model.
+
+    Returns:
+        A :class:`StructureReport` (parameters, MACs, bytes, accuracy before and after).
+
+    Raises:
+        InputError: options that do not fit this model (a rank not below a layer's
+            ``min(m, n)``, more blocks than can be bypassed, a block whose shapes differ, ...).
+
+    Example:
+        >>> report = structure_(model, StructureConfig(method="lowrank", rank=8),
+        ...                     data=ds)  # doctest: +SKIP
+        >>> report.after["params"] < report.before["params"]  # doctest: +SKIP
+        True
+    """
+    model.eval()
+    before = summary(model, data)
+    ctx = Context(data=data, recipe=recipe, progress=progress, model_name=model_name)
+    result = METHODS[config.method](model, config, ctx)
+    model.eval()
+    return StructureReport(method=config.method, config=config.to_dict(), before=before,
+                           after=summary(model, data), message=result.message,
+                           details=result.details, transform=result.transform,
+                           training=result.training)
+
+
+def structure(run: str | os.PathLike | Run, config: StructureConfig, *, out: str | os.PathLike,
+              data: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Restructure a run's model into a new run directory at ``out``; return its record.
+
+    Args:
+        run: a run directory (or loaded :class:`Run`) with PyTorch weights.
+        config: the method and its options.
+        out: the run directory to write (built aside, moved into place when complete).
+        data: the data (default: the parent run's).
+        progress: show a progress bar while fine-tuning.
+
+    Returns:
+        The ``metrics.json`` record, with a ``structure`` field added.
+
+    Raises:
+        InputError: a plain ONNX file or a run without PyTorch weights, data that does not fit
+            the model, ``out`` equal to the parent, or options that do not fit the model.
+    """
+    final = check_output_dir(out)
+    parent, ds = _open_parent(run, data)
+    if final.resolve() == parent.path.resolve():
+        raise InputError("--out must differ from the run being restructured")
+    model = parent.build_model()
+    recipe = default_recipe(parent.meta["architecture"]["zoo"])
+    report = structure_(model, config, data=ds, recipe=recipe, progress=progress,
+                        model_name=parent.model_name)
+    meta = _meta(parent, ds, config, report)
+    return _write_run(final, model, meta, report, parent)
+
+
+def _open_parent(run: str | os.PathLike | Run, data: str | None) -> tuple[Run, Dataset]:
+    if isinstance(run, Run):
+        parent = run
+    else:
+        p = Path(run)
+        if p.is_file() or p.suffix == ".onnx":
+            raise InputError(f"{str(p)!r} is a plain ONNX file: structure methods need a "
+                             f"PyTorch model (a run directory with model.safetensors)")
+        parent = load_run(p)
+    if not parent.has_weights:
+        raise InputError(f"run {parent.name!r} has no PyTorch weights (it came from an ONNX "
+                         f"file): structure methods need a PyTorch model")
+    ds = load_data(data or parent.meta["data"])
+    if tuple(ds.input_shape) != parent.input_shape:
+        raise InputError(f"{ds.name} images are {list(ds.input_shape)} but {parent.name} takes "
+                         f"{list(parent.input_shape)}")
+    return parent, ds
+
+
+def _meta(parent: Run, ds: Dataset, config: StructureConfig,
+          report: StructureReport) -> dict[str, Any]:
+    arch = copy.deepcopy(parent.meta["architecture"])
+    meta = new_meta(zoo=arch["zoo"], kwargs=arch.get("kwargs", {}),
+                    input_shape=parent.input_shape, num_classes=arch["num_classes"],
+                    data=ds.name, splits=ds.subset(config.train_subset).splits_record(),
+                    parent=str(parent.path.resolve()), config=config.to_dict(), seed=config.seed)
+    if report.transform is not None:
+        arch["transforms"] = [*arch.get("transforms", []), report.transform]
+    meta["architecture"] = arch
+    meta["structure"] = {"method": config.method, "params_before": report.before["params"],
+                         "params_after": report.after["params"],
+                         "macs_before": report.before["macs"], "macs_after": report.after["macs"]}
+    if config.method == "cluster":
+        meta["structure"].update(bits=config.bits, k=config.clusters)
+    meta["training"] = report.training
+    return meta
+
+
+def _write_run(final: Path, model: nn.Module, meta: dict[str, Any], report: StructureReport,
+               parent: Run) -> dict[str, Any]:
+    from ..produce import build_run_in
+
+    rep = report.to_dict()
+    with atomic_dir(final) as tmp:
+        record = build_run_in(tmp, final, model, meta, extra_files={REPORT_FILE: rep})
+        _deployed(rep["before"], _parent_record(parent))
+        _deployed(rep["after"], record)
+        record["structure"] = _extra_field(rep)
+        write_json(tmp / REPORT_FILE, rep)
+        write_json(tmp / METRICS, record)
+    return record
+
+
+def _parent_record(parent: Run) -> dict[str, Any] | None:
+    try:
+        return json.loads(parent.file(METRICS).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _deployed(side: dict[str, Any], record: dict[str, Any] | None) -> None:
+    """Add the deployment file's measured bytes and accuracy (None when not measured)."""
+    keys = ("size_bytes", "size_gzip_bytes", "accuracy", "macs", "params_total")
+    side["deployed"] = {k: record.get(k) for k in keys} if record else None
+
+
+def _extra_field(rep: dict[str, Any]) -> dict[str, Any]:
+    details = rep["details"]
+    compact = {k: v for k, v in details.items() if k not in ("layers", "blocks")}
+    if "layers" in details:
+        compact["layers"] = {n: {k: v for k, v in row.items() if k != "codebook"}
+                             for n, row in details["layers"].items()}
+    if "blocks" in details:
+        compact["blocks"] = details["blocks"]
+    return {"method": rep["method"], "message": rep["message"], "before": rep["before"],
+            "after": rep["after"], "details": compact, "transform": rep["transform"]}
