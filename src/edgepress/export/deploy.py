@@ -21,7 +21,7 @@ Exporter = Callable[[Run], Path]
 _EXPORTERS: dict[tuple[str, str], Exporter] = {}
 _FILES = {"onnx": ONNX, "pte": PTE}
 # Modules that register more exporters (int8 ONNX, ExecuTorch); imported on first export.
-PLUGIN_MODULES: list[str] = ["edgepress.quantize.deploy"]
+PLUGIN_MODULES: list[str] = ["edgepress.quantize.deploy", "edgepress.export.pte"]
 
 
 def register_exporter(fmt: str, precision: str) -> Callable[[Exporter], Exporter]:

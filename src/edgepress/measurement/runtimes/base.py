@@ -23,6 +23,7 @@ from ...errors import InputError
 # name -> "module:Class"; modules are imported lazily by get_runtime
 _RUNTIMES: dict[str, str] = {
     "onnxruntime": "edgepress.measurement.runtimes.onnxruntime:OnnxRuntime",
+    "executorch": "edgepress.measurement.runtimes.executorch:ExecutorchRuntime",
 }
 
 
@@ -80,6 +81,10 @@ class Runtime(ABC):
     @abstractmethod
     def peak_rss_mb(self, path: Path, *, threads: int, x: np.ndarray) -> float:
         """Peak RSS of a fresh process that loads ``path`` with this runtime alone and runs it."""
+
+    def record_extras(self, session: Session, path: Path) -> dict:
+        """Runtime-specific fields added to the measurement record (none by default)."""
+        return {}
 
 
 def get_runtime(name: str) -> Runtime:

@@ -1,0 +1,191 @@
+"""ExecuTorch / XNNPACK: export, run, quantize, measure (digits, tiny models)."""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import cli, contract_ok
+from torch import nn
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("executorch") is None,
+    reason="executorch is not installed (pip install 'edgepress[mobile]')")
+
+
+def _one_error_line(proc):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgepress: error: "), proc.stderr
+    return lines[0]
+
+
+def _logits(pte, x):
+    from edgepress.measurement.runtimes import get_runtime
+
+    session = get_runtime("executorch").load(pte, threads=1)
+    assert session.input_shape == (1, *x.shape[1:])  # exported at batch 1
+    return np.concatenate([session.run(x[i:i + 1]) for i in range(len(x))]), session
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, digits):
+    """A trained cnn:width=0.25 run (no measurement: built from the library's pieces) and an
+    int8 static per-channel run of it, recorded as ``quantize`` records one.
+    """
+    from edgepress.checkpoint import new_meta, save_model, write_json
+    from edgepress.data import calibration_subset
+    from edgepress.quantize import QuantConfig
+    from edgepress.training import default_recipe, fit, seed_everything
+    from edgepress.zoo import create_model
+
+    root = tmp_path_factory.mktemp("et")
+    seed_everything(0)
+    net = create_model("cnn:width=0.25", input_shape=digits.input_shape, num_classes=10)
+    fit(net, digits, default_recipe("cnn", epochs=4), progress=False)
+    meta = new_meta(zoo="cnn", kwargs={"width": 0.25}, input_shape=digits.input_shape,
+                    num_classes=10, data="digits", splits=digits.splits_record(), seed=0)
+    save_model(root / "fp32", net, meta)
+    cfg = QuantConfig(mode="static", granularity="channel").resolved()
+    _, indices_hash = calibration_subset(digits, cfg.calibration, cfg.seed)
+    q_meta = {**meta, "provenance": {**meta["provenance"], "parent": str(root / "fp32")},
+              "deployment": {"format": "onnx", "precision": "int8",
+                             "quantization": cfg.to_dict(),
+                             "calibration_indices_hash": indices_hash}}
+    (root / "int8").mkdir()
+    shutil.copyfile(root / "fp32" / "model.safetensors", root / "int8" / "model.safetensors")
+    write_json(root / "int8" / "model.json", q_meta)
+    return {"fp32": root / "fp32", "int8": root / "int8", "model": net.eval(), "hash": indices_hash}
+
+
+def test_fp32_pte_matches_torch_and_is_fully_delegated(runs, digits):
+    from edgepress.checkpoint import load_run
+    from edgepress.export.deploy import export_run
+
+    pte = export_run(load_run(runs["fp32"]), "pte")
+    assert pte.name == "model.pte"
+    x = digits.x_test[:64]
+    got, session = _logits(pte, x)
+    with torch.no_grad():
+        ref = runs["model"](torch.from_numpy(x)).numpy()
+    assert np.abs(got - ref).max() <= 1e-4
+    info = json.loads((runs["fp32"] / "model.pte.json").read_text())
+    assert info["precision"] == "fp32" and info["quantization"] is None
+    assert info["delegation"]["share"] == 1.0 and info["delegation"]["outside"] == {}
+    assert info["delegation"]["delegated"]["aten.convolution"] == 3
+    kernels, _ = session.kernels(x[:1])
+    assert kernels["XnnpackBackend"] == 1 and kernels["xnnpack:aten.convolution"] == 3
+
+
+def test_int8_pte_agrees_with_fp32_and_replays_the_recorded_calibration(runs, digits):
+    from edgepress.checkpoint import load_run
+    from edgepress.export.deploy import export_run
+
+    pte = export_run(load_run(runs["int8"]), "pte")
+    got, _ = _logits(pte, digits.x_test)
+    with torch.no_grad():
+        ref = runs["model"](torch.from_numpy(digits.x_test)).numpy()
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95
+    info = json.loads((runs["int8"] / "model.pte.json").read_text())
+    q = info["quantization"]
+    assert info["precision"] == "int8" and q["mode"] == "static"
+    assert q["calibration_indices_hash"] == runs["hash"] and q["calibration_images"] == 512
+    assert q["activation_observer"] == "minmax" and "per channel" in q["weights"]
+    assert info["delegation"]["delegated"]["quantized_decomposed.quantize_per_tensor"] > 0
+    fp32_size = (runs["fp32"] / "model.pte").stat().st_size
+    assert pte.stat().st_size < 0.7 * fp32_size  # int8 weights, not fp32 ones
+
+
+def test_compare_on_executorch_gives_contract_records(runs, tmp_path):
+    from edgepress.measurement import compare
+
+    rows = compare([runs["fp32"], runs["int8"]], runtime="executorch")
+    (tmp_path / "c.json").write_text(json.dumps(rows))
+    ok, out = contract_ok(tmp_path / "c.json")
+    assert ok, out
+    ref, q = rows
+    assert ref["runtime"] == "executorch" and ref["versions"]["executorch"]
+    assert ref["runtime_version"] == ref["versions"]["executorch"]
+    assert ref["batch"] == 1 and ref["threads"] == 1
+    assert ref["delegation"]["share"] == 1.0 and q["pte"]["precision"] == "int8"
+    assert q["fidelity"]["top1_agreement"] >= 0.95
+    assert ref["peak_rss_mb"] >= ref["peak_rss_baseline_mb"] > 0
+    assert ref["peak_rss_torch_imported"] is True
+    assert ref["size_bytes"] == (runs["fp32"] / "model.pte").stat().st_size
+
+
+class _Cumsum(nn.Module):
+    """conv → relu → cumsum (no XNNPACK kernel) → linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).cumsum(dim=-1).flatten(1))
+
+
+def test_bare_sequential_and_partly_delegated_models_export_and_run(tmp_path, digits):
+    from edgepress.export.pte import export_pte
+
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(4 * 8 * 8, 10)).eval()
+    with torch.no_grad():
+        seq[1].running_var.uniform_(0.5, 2.0)
+    x = digits.x_test[:16]
+    for name, model in [("seq", seq), ("cumsum", _Cumsum().eval())]:
+        info = export_pte(model, tmp_path / f"{name}.pte", input_shape=(1, 8, 8),
+                          check_inputs=digits.x_val)
+        got, session = _logits(tmp_path / f"{name}.pte", x)
+        with torch.no_grad():
+            assert np.abs(got - model(torch.from_numpy(x)).numpy()).max() <= 1e-4
+        if name == "seq":
+            assert info["delegation"]["share"] == 1.0
+        else:  # still runs; the operator left outside XNNPACK is named
+            assert info["delegation"]["outside"] == {"aten.cumsum": 1}
+            assert 0 < info["delegation"]["share"] < 1
+            kernels, _ = session.kernels(x[:1])
+            assert kernels["aten.cumsum"] == 1 and kernels["XnnpackBackend"] == 2
+
+
+def test_bad_runtime_names_and_unexportable_runs(runs, tmp_path, foreign_onnx):
+    from edgepress.checkpoint import new_meta, write_json
+
+    line = _one_error_line(cli("measure", runs["fp32"], "--runtime", "tflite"))
+    assert "unknown runtime 'tflite'" in line and "executorch" in line
+    # a run that came from a foreign ONNX file has no PyTorch model to export
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    shutil.copyfile(foreign_onnx, foreign / "model.onnx")
+    write_json(foreign / "model.json", new_meta(onnx_source=str(foreign_onnx),
+                                                input_shape=(1, 8, 8), num_classes=10,
+                                                data="digits"))
+    line = _one_error_line(cli("export", foreign, "--format", "pte"))
+    assert "pte" in line and not (foreign / "model.pte").exists()
+    # 4-bit weight-only has no XNNPACK form
+    w4 = tmp_path / "w4"
+    w4.mkdir()
+    shutil.copyfile(runs["fp32"] / "model.safetensors", w4 / "model.safetensors")
+    meta = json.loads((runs["fp32"] / "model.json").read_text())
+    meta["deployment"] = {"format": "onnx", "precision": "int4", "calibration_indices_hash": None,
+                          "quantization": {"mode": "weight-only", "bits": 4}}
+    write_json(w4 / "model.json", meta)
+    line = _one_error_line(cli("export", w4, "--format", "pte"))
+    assert "int4" in line and not (w4 / "model.pte").exists()
+
+
+def test_missing_executorch_is_exit_2_with_the_install_hint(runs):
+    code = ("import sys; sys.modules['executorch'] = None; "
+            "from edgepress.cli.main import main; sys.exit(main(sys.argv[1:]))")
+    for args in (["measure", str(runs["fp32"]), "--runtime", "executorch"],
+                 ["export", str(runs["fp32"]), "--format", "pte"]):
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                              text=True, timeout=300)
+        line = _one_error_line(proc)
+        assert "pip install 'edgepress[mobile]'" in line
