@@ -5,9 +5,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 QUICK_OUT ?= runs/demo
 
-.PHONY: demo test test-slow lint bench setup data clean
+.PHONY: demo test test-slow lint bench setup data browser clean
 
-setup: $(STAMP) data
+setup: $(STAMP) data browser
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "edgepress needs $(PY)"; exit 1; }
@@ -28,6 +28,18 @@ data:
 	    || echo "Fashion-MNIST: apt install failed; falling back to digits"; \
 	else \
 	  echo "Fashion-MNIST: apt not usable; falling back to digits"; \
+	fi
+
+# Debian's Chromium, for the test that opens the study's HTML report headless (skipped without it).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then \
+	  echo "Chromium: present"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium) \
+	    >/dev/null 2>&1 && echo "Chromium: installed" \
+	    || echo "Chromium: apt install failed; the report test will be skipped"; \
+	else \
+	  echo "Chromium: apt not usable; the report test will be skipped"; \
 	fi
 
 demo: setup

@@ -103,3 +103,15 @@ def test_help_on_every_command():
     for cmd in ("train", "export", "measure", "compare"):
         proc = cli(cmd, "--help", check=0)
         assert "--" in proc.stdout
+
+
+def test_verbs_stay_verbs_after_their_subpackages_are_imported():
+    import edgepress
+    import edgepress.distill
+    import edgepress.prune
+    import edgepress.quantize
+    import edgepress.structure
+    import edgepress.study  # noqa: F401
+
+    for name in ("prune", "quantize", "distill", "structure", "study"):
+        assert callable(getattr(edgepress, name)), name

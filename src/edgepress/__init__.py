@@ -12,6 +12,8 @@ Example:
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 from .errors import InputError
@@ -35,9 +37,30 @@ _LAZY = {
     "QuantConfig": "edgepress.quantize",
     "distill": "edgepress.distill",
     "DistillConfig": "edgepress.distill",
+    "structure": "edgepress.structure",
+    "structure_": "edgepress.structure",
+    "StructureConfig": "edgepress.structure",
+    "compress": "edgepress.recipe",
+    "study": "edgepress.study",
+    "StudyConfig": "edgepress.study",
 }
 
 __all__ = ["InputError", "__version__", *_LAZY]
+
+
+class _Package(types.ModuleType):
+    """``edgepress`` itself: keeps the verbs ``prune``, ``quantize``, ``distill``, ``structure``
+    and ``study`` reachable as functions after their same-named subpackages are imported (the
+    import system would otherwise overwrite ``edgepress.prune`` with the subpackage).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return  # the subpackage stays in sys.modules; the attribute stays the verb
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

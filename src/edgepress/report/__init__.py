@@ -1,0 +1,68 @@
+"""Reports of a comparison: Markdown, CSV, JSON, PNG plots and a self-contained HTML page.
+
+Example:
+    >>> files = write_comparison(records, "out/", stem="study", title="cnn")  # doctest: +SKIP
+    >>> sorted(files)  # doctest: +SKIP
+    ['csv', 'html', 'json', 'md', 'plots']
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from ..checkpoint import atomic_path, write_json
+from .effects import effect_sentence
+from .html import render_report
+from .pareto import pareto_front
+from .plots import write_plots
+from .table import COLUMNS, csv_rows, markdown_table
+
+__all__ = ["effect_sentence", "markdown_table", "pareto_front", "render_report",
+           "write_comparison"]
+
+
+def write_comparison(records: list[dict], out: str | os.PathLike, *, stem: str, title: str,
+                     definitions: dict[str, str] | None = None,
+                     notes: list[str] | None = None) -> dict[str, Path]:
+    """Write ``STEM.md``, ``STEM.csv``, ``STEM.json``, the PNG plots and ``report.html`` into
+    ``out`` (each file atomically); return ``{kind: path}``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(records, out)
+    sentences = [effect_sentence(r, _reference(records, r)) for r in records]
+    md = [f"# {title}", "", markdown_table(records), "## What each variant really bought", ""]
+    md += [f"- ({r['runtime']}) {s}" for r, s in zip(records, sentences, strict=True)]
+    if definitions:
+        md += ["", "## How each row was made", ""]
+        md += [f"- **{k}**: {v}" for k, v in definitions.items()]
+    md += ["", *(notes or [])]
+    files = {"md": out / f"{stem}.md", "csv": out / f"{stem}.csv", "json": out / f"{stem}.json",
+             "html": out / "report.html"}
+    _write_text(files["md"], "\n".join(md) + "\n")
+    _write_text(files["csv"], _csv(records))
+    write_json(files["json"], records)
+    _write_text(files["html"], render_report(title, records, plots=plots,
+                                             definitions=definitions or {}, notes=notes))
+    return {**files, **{f"plot_{k}": v for k, v in plots.items()}}
+
+
+def _reference(records: list[dict], rec: dict) -> dict:
+    """The first record of ``rec``'s runtime (each runtime is compared against its own)."""
+    return next(r for r in records if r["runtime"] == rec["runtime"])
+
+
+def _csv(records: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS)
+    w.writeheader()
+    w.writerows(csv_rows(records))
+    return buf.getvalue()
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

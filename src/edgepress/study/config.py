@@ -1,0 +1,68 @@
+"""The study's configuration: which model, which data, how quick.
+
+Example:
+    >>> c = StudyConfig(model="mlp", quick=True)
+    >>> StudyConfig.from_dict(c.to_dict()) == c
+    True
+    >>> c.budget.train_subset
+    5000
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InputError
+from ..jsonconfig import JsonConfig
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much training each step gets (``None``: the step's own default)."""
+
+    train_subset: int | None = None  # first N training images (baseline, fine-tunes, students)
+    epochs: int | None = None  # baseline epochs
+    finetune_epochs: int | None = None  # pruning / structure / recipe fine-tunes
+    student_epochs: int | None = None  # distillation (both arms)
+
+
+FULL = Budget(finetune_epochs=3)
+QUICK = Budget(train_subset=5000, epochs=2, finetune_epochs=1, student_epochs=2)
+
+
+@dataclass
+class StudyConfig(JsonConfig):
+    """What ``edgepress study`` compares.
+
+    Attributes:
+        model: the zoo model of the ``original`` row (spec, e.g. ``cnn`` or ``mlp:width=2``).
+        data: the data (None: Fashion-MNIST when installed, else digits).
+        quick: a training subset and few epochs (``make demo``); figures are then only a smoke
+            test.
+        seed: the seed of every training step.
+        baseline: an existing trained run to use as ``original`` instead of training one.
+        runtimes: runtimes to measure on (None: ONNX Runtime, and ExecuTorch when installed).
+        recipes: recipe files the ``combined`` row chooses among (None: the shipped ones).
+    """
+
+    config_name = "study"
+
+    model: str = "cnn"
+    data: str | None = None
+    quick: bool = False
+    seed: int = 0
+    baseline: str | None = None
+    runtimes: list[str] | None = None
+    recipes: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        from ..zoo import ModelSpec
+
+        ModelSpec.parse(self.model)  # an unknown model fails before any work
+        if self.runtimes is not None and not self.runtimes:
+            raise InputError("--runtimes needs at least one runtime")
+
+    @property
+    def budget(self) -> Budget:
+        """The training budget: :data:`QUICK` or :data:`FULL`."""
+        return QUICK if self.quick else FULL

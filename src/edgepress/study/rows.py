@@ -1,0 +1,95 @@
+"""The study's rows, each defined as recipe steps (validated like any recipe) and a sentence
+saying how it was made; and the training budget applied to every step.
+
+Example:
+    >>> steps = row_steps("pruned", "cnn")
+    >>> [s.label for s in steps]
+    ['prune channel']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..recipe import Recipe, Step, parse_recipe
+from .config import Budget
+
+# row -> (recipe text, definition shown in the report). {model} is the zoo model's name.
+ROWS: dict[str, tuple[str, str]] = {
+    "pruned": ("- step: prune\n  method: channel\n  channel_ratio: 0.5\n  importance: l2\n",
+               "channel pruning: half of every layer's channels removed (L2-norm ranking, "
+               "dependency graph), then fine-tuned on train"),
+    "quantized": ("- step: quantize\n  mode: static\n  granularity: channel\n",
+                  "static int8 (ONNX QDQ): per-channel symmetric weights, asymmetric uint8 "
+                  "activations calibrated (min-max) on 512 training images"),
+    "distilled": ("- step: distill\n  student: same:width=0.5\n  temperature: 4.0\n  alpha: 0.7\n"
+                  "  cache_teacher: true\n",
+                  "knowledge distillation: a half-width student of the same family trained on "
+                  "the original's soft labels (T = 4, α = 0.7); the same student trained without "
+                  "a teacher is in its baseline/ folder"),
+}
+# the structured method that suits each model family
+STRUCTURED: dict[str, tuple[str, str]] = {
+    "mobilenet-mini": ("- step: structure\n  method: drop-blocks\n  blocks: 1\n",
+                       "block dropping: the residual block whose bypass hurts validation loss "
+                       "least is removed, then fine-tuned"),
+    "mlp": ("- step: structure\n  method: lowrank\n  energy: 0.9\n",
+            "low-rank factorisation: each hidden Linear split into two by truncated SVD keeping "
+            "90% of the spectral energy, then fine-tuned"),
+    "default": ("- step: structure\n  method: lowrank\n  energy: 0.9\n",
+                "low-rank factorisation: each layer split into two by truncated SVD keeping 90% "
+                "of the spectral energy (convs: k×k to r channels, then 1×1), then fine-tuned"),
+}
+DEFINITIONS = {
+    "original": "the baseline: the zoo model trained with its default recipe (fp32 ONNX)",
+    "combined": "among the shipped recipes, the smallest gzip'd deployment whose validation "
+                "accuracy is within 1 point of the original's",
+}
+
+
+def row_steps(row: str, model: str, budget: Budget | None = None) -> list[Step]:
+    """The validated steps of ``row`` for zoo model ``model`` under ``budget``."""
+    text = (STRUCTURED.get(model, STRUCTURED["default"]) if row == "structured"
+            else ROWS[row])[0]
+    return with_budget(parse_recipe(text, source=f"<study row {row}>"), budget).steps
+
+
+def definition(row: str, model: str) -> str:
+    """How ``row`` is made, in one sentence."""
+    if row == "structured":
+        return STRUCTURED.get(model, STRUCTURED["default"])[1]
+    return ROWS[row][1] if row in ROWS else DEFINITIONS[row]
+
+
+def with_budget(recipe: Recipe, budget: Budget | None) -> Recipe:
+    """``recipe`` with every step's training cut to ``budget`` (never raised above the step's)."""
+    if budget is None:
+        return recipe
+    steps = [dataclasses.replace(s, config=_budgeted(s.config, budget)) for s in recipe.steps]
+    return dataclasses.replace(recipe, steps=steps)
+
+
+def _budgeted(config: Any, b: Budget) -> Any:
+    names = {f.name for f in dataclasses.fields(config)}
+    changes: dict[str, Any] = {}
+    if "finetune" in names:  # pruning: nested fine-tune options
+        ft = config.finetune
+        changes["finetune"] = dataclasses.replace(
+            ft, epochs=_cap(ft.epochs, b.finetune_epochs),
+            train_subset=ft.train_subset or b.train_subset)
+    if "finetune_epochs" in names:  # structure
+        changes["finetune_epochs"] = _cap(config.finetune_epochs, b.finetune_epochs)
+    if "student" in names:  # distillation: both arms
+        changes["epochs"] = _cap(config.epochs, b.student_epochs)
+    elif "epochs" in names and getattr(config, "mode", None) == "qat":
+        changes["epochs"] = _cap(config.epochs, b.finetune_epochs)
+    if "train_subset" in names and "finetune" not in names:
+        changes["train_subset"] = config.train_subset or b.train_subset
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def _cap(value: int | None, limit: int | None) -> int | None:
+    if limit is None:
+        return value
+    return limit if value is None else min(value, limit)

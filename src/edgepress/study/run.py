@@ -1,0 +1,279 @@
+"""``study``: the seed's comparison table (original / pruned / quantized / distilled / structured
+/ combined), measured honestly — every row through one interleaved ``compare`` session per
+runtime — and written as Markdown, CSV, JSON, PNG plots and an HTML report.
+
+Layout of ``OUT``::
+
+    OUT/runs/original/        the baseline run (trained, or a copy of --baseline)
+    OUT/runs/<row>/           each row, made by ``compress`` (its steps in OUT/runs/<row>/steps)
+    OUT/runs/candidates/<r>/  each shipped recipe, the ``combined`` row's candidates
+    OUT/study.md|csv|json     the table (one record per variant and runtime)
+    OUT/report.html, *.png    the report and its plots
+    OUT/study-meta.json       configuration, candidates, per-step wall times
+
+Resume: every step's run directory is reused when its inputs (parent fingerprint, step config,
+data) are unchanged, so an interrupted study redoes only what is missing.
+
+Example:
+    >>> records = study(StudyConfig(model="mlp", data="digits", quick=True),
+    ...                 out="study-mlp")  # doctest: +SKIP
+    >>> [r["variant"] for r in records][:2]  # doctest: +SKIP
+    ['original', 'pruned']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import MODEL_JSON, check_output_dir, load_run, write_json
+from ..data import default_data, load_data
+from ..errors import InputError
+from ..recipe import Recipe, compress, load_recipe
+from .config import StudyConfig
+from .rows import DEFINITIONS, definition, row_steps, with_budget
+
+ROWS = ("original", "pruned", "quantized", "distilled", "structured", "combined")
+WITHIN_PTS = 1.0  # the combined row: validation accuracy within this many points of original
+
+
+@dataclasses.dataclass
+class _Study:
+    config: StudyConfig
+    out: Path
+    data: str
+    progress: bool
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def runs(self) -> Path:
+        return self.out / "runs"
+
+    def say(self, text: str) -> None:
+        if self.progress:
+            from rich.console import Console
+
+            Console(stderr=True).print(text)
+
+
+def study(config: StudyConfig, *, out: str | os.PathLike, progress: bool = True) -> list[dict]:
+    """Build every row, compare them on each runtime, write the table and the report.
+
+    Args:
+        config: the model, data, budget (quick or full), seed, runtimes and recipes.
+        out: the study directory (created; an existing one is resumed).
+        progress: a progress line per step and the steps' own progress bars.
+
+    Returns:
+        The ``study.json`` records: one per (variant, runtime), ``original`` first.
+
+    Raises:
+        InputError: ``out`` is a file, unknown data or model, a bad recipe, an unknown runtime.
+    """
+    final = check_output_dir(out)
+    t0 = time.perf_counter()
+    data = load_data(config.data or default_data()).name
+    runtimes = _runtimes(config)
+    recipes = _recipes(config)
+    st = _Study(config, final, data, progress)
+    runs: dict[str, Path] = {"original": _original(st)}
+    zoo = load_run(runs["original"]).meta["architecture"]["zoo"]
+    for i, row in enumerate(ROWS[1:-1], start=2):
+        st.say(f"[bold cyan]study {i}/{len(ROWS)}[/] {row}")
+        runs[row] = _compress(st, row, runs["original"],
+                              Recipe(f"<study row {row}>", "", row_steps(row, zoo,
+                                                                         config.budget)),
+                              st.runs / row)
+    st.say(f"[bold cyan]study {len(ROWS)}/{len(ROWS)}[/] combined: {len(recipes)} recipes")
+    runs["combined"], candidates = _combined(st, runs, recipes)
+    records = _measure(st, runs, runtimes)
+    meta = {"config": config.to_dict(), "data": data, "runtimes": runtimes,
+            "runs": {k: str(v) for k, v in runs.items()}, "candidates": candidates,
+            "seconds": {**st.seconds, "total": round(time.perf_counter() - t0, 1)}}
+    _report(st, records, meta, zoo)
+    return records
+
+
+def _runtimes(config: StudyConfig) -> list[str]:
+    from ..measurement.runtimes.base import get_runtime
+
+    if config.runtimes is not None:
+        for name in config.runtimes:
+            get_runtime(name)  # raises InputError: unknown or not installed
+        return list(config.runtimes)
+    found = ["onnxruntime"]
+    try:
+        get_runtime("executorch")
+        found.append("executorch")
+    except InputError:
+        pass
+    return found
+
+
+def shipped_recipes() -> list[Path]:
+    """The recipe files shipped with edgepress (``edgepress/recipes/*.yaml``)."""
+    return sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+def _recipes(config: StudyConfig) -> list[Recipe]:
+    paths = [Path(p) for p in config.recipes] if config.recipes else shipped_recipes()
+    if not paths:
+        raise InputError("no recipes to choose the combined row from")
+    return [with_budget(load_recipe(p), config.budget) for p in paths]
+
+
+def _original(st: _Study) -> Path:
+    """The baseline: trained (reused when its inputs are unchanged) or copied from --baseline."""
+    from ..api import train
+
+    c, b = st.config, st.config.budget
+    d = st.runs / "original"
+    if c.baseline:
+        src = load_run(c.baseline)
+        if not src.has_weights:
+            raise InputError(f"--baseline {c.baseline!r} has no PyTorch weights")
+        key = {"baseline": str(src.path.resolve()),
+               "mtime": (src.path / MODEL_JSON).stat().st_mtime}
+        if _done(d, key):
+            return d
+        st.say(f"[bold cyan]study 1/{len(ROWS)}[/] original: copying {src.path}")
+        tmp = d.with_name(".original.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src.path, tmp)
+        shutil.rmtree(d, ignore_errors=True)
+        os.replace(tmp, d)
+    else:
+        key = {"model": c.model, "data": st.data, "seed": c.seed, "epochs": b.epochs,
+               "train_subset": b.train_subset}
+        if _done(d, key):
+            st.say(f"[bold cyan]study 1/{len(ROWS)}[/] original: inputs unchanged, reused")
+            return d
+        st.say(f"[bold cyan]study 1/{len(ROWS)}[/] original: training {c.model} on {st.data}")
+        t0 = time.perf_counter()
+        train(c.model, out=d, data=st.data, epochs=b.epochs, seed=c.seed,
+              train_subset=b.train_subset, progress=st.progress)
+        st.seconds["original"] = round(time.perf_counter() - t0, 1)
+    write_json(d / "study-step.json", {"key": key})
+    return d
+
+
+def _done(d: Path, key: dict) -> bool:
+    try:
+        return json.loads((d / "study-step.json").read_text())["key"] == json.loads(
+            json.dumps(key)) and (d / "metrics.json").is_file()
+    except (OSError, json.JSONDecodeError, KeyError):
+        return False
+
+
+def _compress(st: _Study, name: str, parent: Path, recipe: Recipe, out: Path) -> Path:
+    t0 = time.perf_counter()
+    compress(parent, recipe, out=out, data=st.data, progress=st.progress)
+    st.seconds[name] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def _combined(st: _Study, runs: dict[str, Path], recipes: list[Recipe]
+              ) -> tuple[Path, list[dict]]:
+    """Run every recipe (starting from a row that already made its first step), then keep the
+    smallest gzip'd deployment whose validation accuracy is within WITHIN_PTS of the original.
+    """
+    zoo = load_run(runs["original"]).meta["architecture"]["zoo"]
+    ref_val = _val_accuracy(runs["original"], st.data)
+    rows = []
+    for recipe in recipes:
+        name = Path(recipe.source).stem
+        parent, rest, via = _shortcut(st, runs, recipe, zoo)
+        out = st.runs / "candidates" / name
+        if rest.steps:
+            _compress(st, f"candidate {name}", parent, rest, out)
+        else:  # the whole recipe is a row already
+            out = parent
+        record = json.loads((out / "metrics.json").read_text())
+        val = _val_accuracy(out, st.data)
+        rows.append({"recipe": name, "run": str(out), "via": via,
+                     "val_accuracy": val, "val_delta_pts": 100 * (val - ref_val),
+                     "size_gzip_bytes": record["size_gzip_bytes"],
+                     "eligible": 100 * (ref_val - val) <= WITHIN_PTS})
+    eligible = [r for r in rows if r["eligible"]]
+    pick = (min(eligible, key=lambda r: r["size_gzip_bytes"]) if eligible
+            else max(rows, key=lambda r: r["val_accuracy"]))
+    for r in rows:
+        r["chosen"] = r is pick
+    return Path(pick["run"]), rows
+
+
+def _shortcut(st: _Study, runs: dict[str, Path], recipe: Recipe, zoo: str
+              ) -> tuple[Path, Recipe, str | None]:
+    """Start ``recipe`` from a row whose single step equals the recipe's first step."""
+    if recipe.steps:
+        first = recipe.steps[0].to_dict()
+        for row in ("pruned", "quantized", "distilled", "structured"):
+            steps = row_steps(row, zoo, st.config.budget)
+            if len(steps) == 1 and steps[0].to_dict() == first:
+                rest = dataclasses.replace(recipe, steps=recipe.steps[1:])
+                return runs[row], rest, row
+    return runs["original"], recipe, None
+
+
+def _val_accuracy(run_dir: Path, data: str) -> float:
+    """Accuracy of the run's deployment (what the runtime executes) on the validation split."""
+    from ..export.deploy import ensure_deployment
+    from ..quantize.evaluate import OnnxEval
+
+    run = load_run(run_dir)
+    ds = load_data(data)
+    ev = OnnxEval(ensure_deployment(run, "onnx"))
+    return float((ev.logits(ds.x_val).argmax(1) == ds.y_val).mean())
+
+
+def _measure(st: _Study, runs: dict[str, Path], runtimes: list[str]) -> list[dict]:
+    from ..measurement import compare
+
+    records: list[dict] = []
+    for rt in runtimes:
+        st.say(f"[bold cyan]measuring[/] {len(ROWS)} variants on {rt}, latency interleaved")
+        t0 = time.perf_counter()
+        records += compare([runs[r] for r in ROWS], data=st.data, runtime=rt,
+                           variants=list(ROWS))
+        st.seconds[f"compare {rt}"] = round(time.perf_counter() - t0, 1)
+    return records
+
+
+def _report(st: _Study, records: list[dict], meta: dict[str, Any], zoo: str) -> None:
+    from ..report import write_comparison
+
+    defs = {r: definition(r, zoo) if r not in DEFINITIONS else DEFINITIONS[r] for r in ROWS}
+    chosen = next(c for c in meta["candidates"] if c["chosen"])
+    fallback = "" if chosen["eligible"] else "; no recipe stayed within 1 pt: the most accurate"
+    defs["combined"] += (f" — here {chosen['recipe']} (validation Δ "
+                         f"{chosen['val_delta_pts']:+.2f} pts{fallback})")
+    quick = " (quick: a training subset and few epochs — a smoke test, not figures)"
+    notes = [f"Study of {st.config.model} on {st.data}{quick if st.config.quick else ''}; "
+             f"wall time {meta['seconds']['total']:.0f} s (steps reused from an earlier run "
+             f"excluded).",
+             "Candidates for combined: " + "; ".join(
+                 f"{c['recipe']}: val {100 * c['val_accuracy']:.2f}% "
+                 f"({c['val_delta_pts']:+.2f} pts), {c['size_gzip_bytes']:,} B gzip"
+                 for c in meta["candidates"])]
+    notes += _distill_note(st.runs / "distilled" / "distill.json")
+    write_comparison(records, st.out, stem="study",
+                     title=f"edgepress study: {st.config.model} on {st.data}",
+                     definitions=defs, notes=notes)
+    write_json(st.out / "study-meta.json", meta)
+
+
+def _distill_note(path: Path) -> list[str]:
+    """The distilled row beside its no-teacher twin (both arms, test split)."""
+    if not path.is_file():
+        return []
+    k = json.loads(path.read_text())
+    gap = "—" if k["gap_closed"] is None else f"{100 * k['gap_closed']:.0f}%"
+    return [f"Distilled row: the student taught by the original reaches "
+            f"{100 * k['kd_accuracy'][0]:.2f}%, the same student trained without a teacher "
+            f"{100 * k['baseline_accuracy'][0]:.2f}%, the teacher "
+            f"{100 * k['teacher_accuracy']:.2f}% (test split; gap closed {gap})."]

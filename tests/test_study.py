@@ -1,0 +1,156 @@
+"""The study: every file written, every contract field, the Pareto front, the effect sentences,
+the HTML report in a real headless browser, bad input."""
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.conftest import cli, contract_ok
+
+from edgepress.measurement.stats import mcnemar_exact
+from edgepress.report import effect_sentence, pareto_front
+from edgepress.study import ROWS, shipped_recipes
+
+REPO = Path(__file__).resolve().parents[1]
+CONTRACT_FIELDS = ("variant", "speedup", "speedup_ci95", "size_ratio", "accuracy_delta_pts",
+                   "p_value")
+
+
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory, mlp_run):
+    """A quick study of the digits mlp through the CLI (int8 recipe only, ONNX Runtime only)."""
+    out = tmp_path_factory.mktemp("study") / "s"
+    proc = cli("study", "--data", "digits", "--model", "mlp", "--quick", "--baseline", mlp_run,
+               "--recipes", ",".join(str(REPO / "recipes" / f) for f in ("int8.yaml",
+                                                                          "sparse-90.yaml")),
+               "--runtimes", "onnxruntime", "--no-progress", "--out", out, check=0)
+    return out, proc
+
+
+def test_quick_study_writes_every_file(quick_study):
+    out, proc = quick_study
+    for name in ("study.md", "study.csv", "study.json", "report.html", "study-meta.json",
+                 "accuracy_vs_size.png", "accuracy_vs_latency.png", "variants.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    records = json.loads((out / "study.json").read_text())
+    assert [r["variant"] for r in records] == list(ROWS)
+    for r in records:
+        for f in CONTRACT_FIELDS:
+            assert f in r, f
+    ok, msg = contract_ok(out / "study.json")
+    assert ok, msg
+    ref = records[0]
+    assert ref["speedup"] == 1 and ref["p_value"] == 1
+    pruned = records[ROWS.index("pruned")]
+    assert pruned["macs"] < 0.5 * ref["macs"]  # half the channels gone: MACs really fell
+    assert pruned["params_total"] < ref["params_total"]
+    quantized = records[ROWS.index("quantized")]
+    assert quantized["size_bytes"] < 0.4 * ref["size_bytes"]  # int8 weights
+    rows = list(csv.DictReader((out / "study.csv").open()))
+    assert len(rows) == len(records) and float(rows[1]["macs"]) == pruned["macs"]
+    md = (out / "study.md").read_text()
+    assert all(f"| {v} |" in md for v in ROWS)
+
+
+def test_combined_is_the_smallest_eligible_candidate(quick_study):
+    out, _ = quick_study
+    meta = json.loads((out / "study-meta.json").read_text())
+    cands = meta["candidates"]
+    assert {c["recipe"] for c in cands} == {"int8", "sparse-90"}
+    chosen = [c for c in cands if c["chosen"]]
+    assert len(chosen) == 1
+    eligible = [c for c in cands if c["val_delta_pts"] >= -1.0]
+    if eligible:
+        assert chosen[0]["size_gzip_bytes"] == min(c["size_gzip_bytes"] for c in eligible)
+    int8 = next(c for c in cands if c["recipe"] == "int8")
+    assert int8["via"] == "quantized"  # the quantized row was reused, not recomputed
+
+
+def test_study_resumes_without_retraining(quick_study, mlp_run):
+    out, _ = quick_study
+    steps = sorted((out / "runs").glob("*/steps/*/model.safetensors"))
+    assert len(steps) >= 3
+    before = {p: p.stat().st_mtime_ns for p in steps}
+    proc = cli("study", "--data", "digits", "--model", "mlp", "--quick", "--baseline",
+               mlp_run, "--recipes", REPO / "recipes" / "int8.yaml",
+               "--runtimes", "onnxruntime", "--out", out, check=0)
+    assert "reused" in proc.stderr
+    assert {p: p.stat().st_mtime_ns for p in steps} == before  # no step was redone
+
+
+def test_pareto_front_known_points():
+    pts = [(1.0, 0.90), (2.0, 0.95), (3.0, 0.94), (0.5, 0.50), (2.0, 0.95)]
+    assert pareto_front(pts) == [0, 1, 3, 4]  # (3, .94) is dominated by (2, .95)
+    assert pareto_front([]) == []
+
+
+def test_mcnemar_hand_checked_table():
+    # 2×2 table: both right 5, only A right 1, only B right 6, both wrong 2.
+    # discordant n = 7, k = min(1, 6) = 1: p = 2·(C(7,0) + C(7,1))/2^7 = 2·8/128 = 0.125
+    a = [1] * 5 + [1] + [0] * 6 + [0] * 2
+    b = [1] * 5 + [0] + [1] * 6 + [0] * 2
+    assert mcnemar_exact(a, b) == pytest.approx(0.125)
+
+
+def test_effect_sentence_follows_the_figures():
+    ref = {"macs": 1000, "params_nonzero": 100, "kernels": {"Conv": 2}}
+    faster = {"variant": "p", "size_ratio": 0.26, "speedup": 3.1, "speedup_ci95": [3.0, 3.2],
+              "macs": 250, "params_nonzero": 25, "accuracy_delta_pts": -0.9, "p_value": 1e-6,
+              "kernels": {"Conv": 2}}
+    s = effect_sentence(faster, ref)
+    assert "3.8× smaller download" in s and "3.10× faster" in s and "falls 0.90 pts" in s
+    overhead = {**faster, "speedup": 1.2, "speedup_ci95": [1.1, 1.3]}
+    assert "per-operator overhead" in effect_sentence(overhead, ref)
+    slower_int8 = {**faster, "macs": 1000, "params_nonzero": 100, "speedup": 0.5,
+                   "speedup_ci95": [0.48, 0.52], "kernels": {"QLinearConv": 2},
+                   "p_value": 0.5, "accuracy_delta_pts": 0.1}
+    s = effect_sentence(slower_int8, ref)
+    assert "2.00× slower" in s and "int8 kernels" in s and "unchanged within noise" in s
+
+
+def test_shipped_recipes_are_packaged_and_valid():
+    from edgepress.recipe import load_recipe
+
+    names = {p.stem for p in shipped_recipes()}
+    assert {"int8", "prune-then-int8", "deep-compression", "distill-then-int8"} <= names
+    for p in shipped_recipes():
+        assert load_recipe(p).steps
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_opens_in_headless_chromium(quick_study):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (the set-up installs Debian's chromium when apt "
+                    "is usable)")
+    out, _ = quick_study
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+         "--v=0", "--dump-dom", (out / "report.html").resolve().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "id=\"study-table\"" in proc.stdout and "<td>quantized</td>" in proc.stdout
+    console = [ln for ln in proc.stderr.splitlines()
+               if "CONSOLE" in ln or "Uncaught" in ln or "Failed to load resource" in ln]
+    assert not console, console
+
+
+def test_output_dir_that_is_a_file_is_exit_2(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    proc = cli("study", "--data", "digits", "--model", "mlp", "--quick", "--out", f)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("edgepress: error:") and len(proc.stderr.splitlines()) == 1
+    assert f.read_text() == "x"
+
+
+def test_unknown_model_is_exit_2(tmp_path):
+    proc = cli("study", "--data", "digits", "--model", "resnet9000", "--out", tmp_path / "s")
+    assert proc.returncode == 2 and "unknown model" in proc.stderr
+    assert not (tmp_path / "s").exists()
