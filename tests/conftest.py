@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -5,6 +6,10 @@ from pathlib import Path
 import pytest
 
 from edgepress.data import load_data
+
+# Tests check what is measured, not how fast: a quarter second of timed runs per model (the
+# default is 2 s) keeps the suite short; CLI subprocesses inherit it.
+os.environ.setdefault("EDGEPRESS_LATENCY_SECONDS", "0.25")
 
 # shared/ lies beside the clone (CI) or at /work/shared (a developer's clone elsewhere)
 _CANDIDATES = [Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")]

@@ -106,6 +106,21 @@ def test_bootstrap_speedup_ci_brackets_the_ratio():
     assert lo < 1.0 < hi
 
 
+def test_latency_budget_comes_from_the_environment(monkeypatch):
+    from edgepress.errors import InputError
+    from edgepress.measurement.latency import MIN_SECONDS, timed_seconds, time_interleaved
+
+    monkeypatch.delenv("EDGEPRESS_LATENCY_SECONDS", raising=False)
+    assert timed_seconds() == MIN_SECONDS == 2.0
+    monkeypatch.setenv("EDGEPRESS_LATENCY_SECONDS", "0.05")
+    (t,) = time_interleaved([lambda: sum(range(100))], min_runs=5)
+    assert t.ms.sum() >= 50 * 0.99  # ran until 0.05 s of timed work, not just 5 runs
+    for bad in ("0", "-1", "fast"):
+        monkeypatch.setenv("EDGEPRESS_LATENCY_SECONDS", bad)
+        with pytest.raises(InputError, match="EDGEPRESS_LATENCY_SECONDS"):
+            timed_seconds()
+
+
 def test_sqnr_hand_value():
     ref = np.array([3.0, 4.0])
     assert math.isclose(sqnr_db(ref, ref + np.array([0.3, 0.4])), 20.0)
