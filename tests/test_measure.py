@@ -108,7 +108,7 @@ def test_bootstrap_speedup_ci_brackets_the_ratio():
 
 def test_latency_budget_comes_from_the_environment(monkeypatch):
     from edgepress.errors import InputError
-    from edgepress.measurement.latency import MIN_SECONDS, timed_seconds, time_interleaved
+    from edgepress.measurement.latency import MIN_SECONDS, time_interleaved, timed_seconds
 
     monkeypatch.delenv("EDGEPRESS_LATENCY_SECONDS", raising=False)
     assert timed_seconds() == MIN_SECONDS == 2.0

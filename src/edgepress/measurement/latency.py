@@ -64,7 +64,8 @@ def _warmup(fn: Callable[[], object]) -> int:
 def time_interleaved(fns: list[Callable[[], object]], *, min_runs: int = MIN_RUNS,
                      min_seconds: float | None = None) -> list[Timing]:
     """Time each zero-argument callable, round-robin, until all meet both minimums
-    (``min_seconds`` None: :func:`timed_seconds`)."""
+    (``min_seconds`` None: :func:`timed_seconds`).
+    """
     if min_seconds is None:
         min_seconds = timed_seconds()
     warm = [_warmup(fn) for fn in fns]
