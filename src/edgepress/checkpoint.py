@@ -298,3 +298,37 @@ def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def open_trainable(run: str | os.PathLike | Run, data: str | None = None, *,
+                   technique: str = "this method") -> tuple[Run, Any]:
+    """A run whose PyTorch weights a technique will change, and its data (``data`` or the
+    run's own), checked to fit.
+
+    Example:
+        >>> open_trainable("model.onnx", technique="pruning")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        InputError: 'model.onnx' is a plain ONNX file: pruning needs a PyTorch model ...
+
+    Raises:
+        InputError: a plain ONNX file, a run without weights, or images that do not fit.
+    """
+    from .data import load_data
+
+    if isinstance(run, Run):
+        parent = run
+    else:
+        p = Path(run)
+        if p.is_file() or p.suffix == ".onnx":
+            raise InputError(f"{str(p)!r} is a plain ONNX file: {technique} needs a PyTorch "
+                             f"model (a run directory with model.safetensors, e.g. from "
+                             f"edgepress train)")
+        parent = load_run(p)
+    if not parent.has_weights:
+        raise InputError(f"run {parent.name!r} has no PyTorch weights (it came from an ONNX "
+                         f"file): {technique} needs a PyTorch model")
+    ds = load_data(data or parent.meta["data"])
+    if tuple(ds.input_shape) != parent.input_shape:
+        raise InputError(f"{ds.name} images are {list(ds.input_shape)} but {parent.name} takes "
+                         f"{list(parent.input_shape)}")
+    return parent, ds

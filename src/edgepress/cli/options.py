@@ -26,3 +26,12 @@ def add_runtime(p: argparse.ArgumentParser) -> None:
                    help="threads the runtime may use (default: 1)")
     p.add_argument("--batch", type=positive_int, default=1,
                    help="batch size for latency (default: 1)")
+
+
+def add_finetune(p: argparse.ArgumentParser, epochs_help: str) -> None:
+    """``--finetune-epochs``, ``--finetune-lr``, ``--train-subset`` (methods that fine-tune)."""
+    p.add_argument("--finetune-epochs", type=int, metavar="N", default=None, help=epochs_help)
+    p.add_argument("--finetune-lr", type=float, metavar="LR", default=None,
+                   help="peak fine-tuning learning rate (default: half the model's recipe)")
+    p.add_argument("--train-subset", type=positive_int, default=None, metavar="N",
+                   help="fine-tune on the first N training images only (quick runs)")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .main import positive_int
-from .options import add_data, add_seed
+from .options import add_data, add_finetune, add_seed
 
 HELP = "prune a run (magnitude, l1, nm, channel), fine-tune it and measure the result"
 
@@ -36,12 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
     p.add_argument("--schedule", choices=["oneshot", "agp"],
                    help="oneshot: prune then fine-tune with fixed masks; agp: ramp sparsity up "
                    "cubically while fine-tuning (magnitude; default: oneshot)")
-    p.add_argument("--finetune-epochs", type=int, metavar="N", default=None,
-                   help="fine-tuning epochs on the train split (default: 2)")
-    p.add_argument("--finetune-lr", type=float, metavar="LR", default=None,
-                   help="peak fine-tuning learning rate (default: half the model's recipe)")
-    p.add_argument("--train-subset", type=positive_int, default=None, metavar="N",
-                   help="fine-tune on the first N training images only (quick runs)")
+    add_finetune(p, "fine-tuning epochs on the train split (default: 2)")
     add_data(p, "the run's data")
     add_seed(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

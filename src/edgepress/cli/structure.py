@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .main import positive_int
-from .options import add_data, add_seed
+from .options import add_data, add_finetune, add_seed
 
 HELP = ("restructure a run (fold BN, merge layers, low-rank, drop blocks, cluster weights), "
         "fine-tune it and measure the result")
@@ -35,13 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cluster: 2**B shared values per layer, B in 1..8 (default: 5)")
     p.add_argument("--skip-layers", metavar="A,B",
                    help="lowrank / cluster: layer names (or prefixes) to leave as they are")
-    p.add_argument("--finetune-epochs", type=int, metavar="N", default=None,
-                   help="lowrank / drop-blocks / cluster: fine-tuning epochs on the train split "
+    add_finetune(p, "lowrank / drop-blocks / cluster: fine-tuning epochs on the train split "
                    "(default: 2)")
-    p.add_argument("--finetune-lr", type=float, metavar="LR", default=None,
-                   help="peak fine-tuning learning rate (default: half the model's recipe)")
-    p.add_argument("--train-subset", type=positive_int, default=None, metavar="N",
-                   help="fine-tune on the first N training images only (quick runs)")
     add_data(p, "the run's data")
     add_seed(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -31,12 +31,12 @@ from ..checkpoint import (
     Run,
     atomic_dir,
     check_output_dir,
-    load_run,
     new_meta,
+    open_trainable,
     save_model,
     write_json,
 )
-from ..data import Dataset, load_data
+from ..data import Dataset
 from ..errors import InputError
 from ..training import TrainConfig, TrainResult, default_recipe, fit
 from .base import Method
@@ -164,27 +164,7 @@ def open_parent(run: str | os.PathLike | Run, data: str | None = None) -> tuple[
     Raises:
         InputError: a plain ONNX file, a run without weights, or images that do not fit.
     """
-    parent = _source_run(run)
-    ds = load_data(data or parent.meta["data"])
-    if tuple(ds.input_shape) != parent.input_shape:
-        raise InputError(f"{ds.name} images are {list(ds.input_shape)} but {parent.name} takes "
-                         f"{list(parent.input_shape)}")
-    return parent, ds
-
-
-def _source_run(run: str | os.PathLike | Run) -> Run:
-    if isinstance(run, Run):
-        parent = run
-    else:
-        p = Path(run)
-        if p.is_file() or p.suffix == ".onnx":
-            raise InputError(f"{str(p)!r} is a plain ONNX file: pruning needs a PyTorch model "
-                             f"(a run directory with model.safetensors, e.g. from edgepress train)")
-        parent = load_run(p)
-    if not parent.has_weights:
-        raise InputError(f"run {parent.name!r} has no PyTorch weights (it came from an ONNX "
-                         f"file): pruning needs a PyTorch model")
-    return parent
+    return open_trainable(run, data, technique="pruning")
 
 
 def _meta(parent: Run, ds: Dataset, config: PruneConfig, report: PruneReport,

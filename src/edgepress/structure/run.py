@@ -26,8 +26,16 @@ from typing import Any
 
 from torch import nn
 
-from ..checkpoint import METRICS, Run, atomic_dir, check_output_dir, load_run, new_meta, write_json
-from ..data import Dataset, load_data
+from ..checkpoint import (
+    METRICS,
+    Run,
+    atomic_dir,
+    check_output_dir,
+    new_meta,
+    open_trainable,
+    write_json,
+)
+from ..data import Dataset
 from ..errors import InputError
 from ..training import TrainConfig, default_recipe
 from .config import StructureConfig
@@ -112,7 +120,7 @@ def structure(run: str | os.PathLike | Run, config: StructureConfig, *, out: str
             the model, ``out`` equal to the parent, or options that do not fit the model.
     """
     final = check_output_dir(out)
-    parent, ds = _open_parent(run, data)
+    parent, ds = open_trainable(run, data, technique="a structure method")
     if final.resolve() == parent.path.resolve():
         raise InputError("--out must differ from the run being restructured")
     model = parent.build_model()
@@ -121,25 +129,6 @@ def structure(run: str | os.PathLike | Run, config: StructureConfig, *, out: str
                         model_name=parent.model_name)
     meta = _meta(parent, ds, config, report)
     return _write_run(final, model, meta, report, parent)
-
-
-def _open_parent(run: str | os.PathLike | Run, data: str | None) -> tuple[Run, Dataset]:
-    if isinstance(run, Run):
-        parent = run
-    else:
-        p = Path(run)
-        if p.is_file() or p.suffix == ".onnx":
-            raise InputError(f"{str(p)!r} is a plain ONNX file: structure methods need a "
-                             f"PyTorch model (a run directory with model.safetensors)")
-        parent = load_run(p)
-    if not parent.has_weights:
-        raise InputError(f"run {parent.name!r} has no PyTorch weights (it came from an ONNX "
-                         f"file): structure methods need a PyTorch model")
-    ds = load_data(data or parent.meta["data"])
-    if tuple(ds.input_shape) != parent.input_shape:
-        raise InputError(f"{ds.name} images are {list(ds.input_shape)} but {parent.name} takes "
-                         f"{list(parent.input_shape)}")
-    return parent, ds
 
 
 def _meta(parent: Run, ds: Dataset, config: StructureConfig,
