@@ -26,6 +26,8 @@ import shutil
 import time
 from pathlib import Path
 
+from _common import data_of
+
 from edgepress import train
 from edgepress.checkpoint import load_run
 from edgepress.measurement import compare
@@ -47,16 +49,12 @@ def _copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _data_of(run_dir: Path) -> str | None:
-    return load_run(run_dir).meta["data"] if (run_dir / "model.json").is_file() else None
-
-
 def baseline(model: str, args: argparse.Namespace, runs: Path) -> Path:
     """OUT/runs/<model>: the foundation's run when trained on --data, else trained here."""
     mine, given = runs / model, Path(args.baselines) / model
-    if _data_of(mine) == args.data:
+    if data_of(mine) == args.data:
         return mine
-    if _data_of(given) == args.data:
+    if data_of(given) == args.data:
         return _copy_run(given, mine)
     print(f"training {model} on {args.data}", flush=True)
     train(model, data=args.data, out=mine, epochs=2 if args.quick else None, progress=False)

@@ -30,8 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-from edgepress import train
-from edgepress.checkpoint import load_run
+from _common import reuse_or_train
+
 from edgepress.errors import InputError
 
 TARGET_RATIO, GOAL_RATIO, MAX_LOSS_PTS = 30.0, 40.0, 0.5
@@ -82,13 +82,8 @@ def build_recipe(args: argparse.Namespace, out: Path):  # noqa: ANN201
 
 def baseline(args: argparse.Namespace, runs: Path) -> Path:
     """The dense mlp: the foundation run when it was trained on this data, else train one."""
-    given = Path(args.baseline)
-    if (given / "model.json").is_file() and load_run(given).meta["data"] == args.data:
-        return given
-    mine = runs / "mlp"
-    if not ((mine / "model.json").is_file() and load_run(mine).meta["data"] == args.data):
-        train("mlp", data=args.data, out=mine, epochs=3 if args.quick else None, progress=False)
-    return mine
+    return reuse_or_train("mlp", args.data, Path(args.baseline), runs / "mlp",
+                          epochs=3 if args.quick else None)
 
 
 def measure_stages(base: Path, final: Path, summary: dict,

@@ -25,8 +25,8 @@ import statistics
 import time
 from pathlib import Path
 
-from edgepress import train
-from edgepress.checkpoint import load_run
+from _common import reuse_or_train
+
 from edgepress.distill import DistillConfig, distill
 
 
@@ -71,13 +71,8 @@ def main() -> None:
 
 def ensure_teacher(path: Path, args: argparse.Namespace) -> Path:
     """The teacher run: ``path`` when it exists and was trained on ``--data``, else trained."""
-    if (path / "model.json").is_file() and load_run(path).meta["data"] == args.data:
-        return path
-    path = Path(args.out) / "teacher"
-    if not (path / "model.json").is_file():
-        train(args.teacher_model, data=args.data, out=path, progress=False,
-              epochs=2 if args.quick else None)
-    return path
+    return reuse_or_train(args.teacher_model, args.data, path, Path(args.out) / "teacher",
+                          epochs=2 if args.quick else None)
 
 
 def run(teacher: Path, args: argparse.Namespace, out: Path, *, temperature: float,

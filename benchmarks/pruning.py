@@ -19,8 +19,9 @@ import json
 import time
 from pathlib import Path
 
-from edgepress import compare, train
-from edgepress.checkpoint import load_run
+from _common import reuse_or_train
+
+from edgepress import compare
 from edgepress.prune import FinetuneOptions, PruneConfig, prune, scan_run
 
 # name -> (parent model, config options, fine-tune epochs, fine-tune train subset)
@@ -79,13 +80,8 @@ def main() -> None:
 
 def baseline(model: str, args: argparse.Namespace, runs: Path) -> Path:
     """The unpruned run: the foundation's when it was trained on this data, else train one."""
-    given = Path(args.baselines) / model
-    if (given / "model.json").is_file() and load_run(given).meta["data"] == args.data:
-        return given
-    mine = runs / model
-    if not ((mine / "model.json").is_file() and load_run(mine).meta["data"] == args.data):
-        train(model, data=args.data, out=mine, epochs=2 if args.quick else None, progress=False)
-    return mine
+    return reuse_or_train(model, args.data, Path(args.baselines) / model, runs / model,
+                          epochs=2 if args.quick else None)
 
 
 def make_variant(name: str, parent: Path, opts: dict, epochs: int, subset: int | None,

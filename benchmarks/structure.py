@@ -20,7 +20,9 @@ import math
 import time
 from pathlib import Path
 
-from edgepress import compare, train
+from _common import reuse_or_train
+
+from edgepress import compare
 from edgepress.checkpoint import load_run
 from edgepress.structure import StructureConfig, structure
 
@@ -67,13 +69,8 @@ def main() -> None:
 
 def baseline(model: str, args: argparse.Namespace, runs: Path) -> Path:
     """The parent run: the foundation's when it was trained on this data, else train one."""
-    given = Path(args.baselines) / model
-    if (given / "model.json").is_file() and load_run(given).meta["data"] == args.data:
-        return given
-    mine = runs / model
-    if not ((mine / "model.json").is_file() and load_run(mine).meta["data"] == args.data):
-        train(model, data=args.data, out=mine, epochs=2 if args.quick else None, progress=False)
-    return mine
+    return reuse_or_train(model, args.data, Path(args.baselines) / model, runs / model,
+                          epochs=2 if args.quick else None)
 
 
 def hidden_rank(parent: Path, cut: float = HIDDEN_PARAM_CUT) -> int:

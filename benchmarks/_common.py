@@ -1,0 +1,28 @@
+"""Helpers shared by the benchmark scripts (they run as ``python benchmarks/X.py``, so this file
+is importable as ``_common``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgepress import train
+from edgepress.checkpoint import load_run
+
+
+def data_of(run_dir: Path) -> str | None:
+    """The data a run was trained on, or None when ``run_dir`` is not a run."""
+    return load_run(run_dir).meta["data"] if (run_dir / "model.json").is_file() else None
+
+
+def reuse_or_train(model: str, data: str, given: Path, mine: Path, *,
+                   epochs: int | None = None) -> Path:
+    """``given`` when it is a run trained on ``data`` (e.g. the foundation benchmark's), else
+    ``mine``, trained here with the model's default recipe (``epochs`` overrides) unless an
+    earlier invocation already did.
+    """
+    if data_of(given) == data:
+        return given
+    if data_of(mine) != data:
+        print(f"training {model} on {data} into {mine}", flush=True)
+        train(model, data=data, out=mine, epochs=epochs, progress=False)
+    return mine
