@@ -27,6 +27,32 @@ def cli(*args, check=None):
     return proc
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: one thread avoids OpenMP contention stalls (set
+    per test: the session's ``train`` fixtures reset it to every core). A module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run_cli(capsys, *args):
+    """The CLI entry point in-process (cheaper than a fresh interpreter): (code, out, err)."""
+    from edgepress.cli.main import main as cli_main
+
+    try:
+        code = cli_main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 @pytest.fixture(scope="session")
 def digits():
     return load_data("digits")

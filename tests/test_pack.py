@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file
-from tests.conftest import contract_ok
+from tests.conftest import contract_ok, run_cli
 
 from edgepress.checkpoint import WEIGHTS, atomic_dir, load_run, new_meta, save_model, write_json
-from edgepress.cli.main import main as cli_main
 from edgepress.errors import InputError
 from edgepress.pack import FORMAT_VERSION, huffman, pack, read_archive
 from edgepress.pack.archive import HEADER_BYTES
@@ -17,13 +16,7 @@ from edgepress.pack.tensors import gap_entries, gap_positions
 from edgepress.prune import FinetuneOptions, PruneConfig, prune_
 from edgepress.zoo import create_model
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _save_run(out, model, digits):
@@ -79,14 +72,6 @@ def _same_tensors(run_dir, state):
         assert torch.equal(torch.from_numpy(a), torch.from_numpy(b)), k
 
 
-def run_cli(capsys, *args):
-    """The real CLI entry point in-process: (exit code, stdout, stderr)."""
-    try:
-        code = cli_main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # --- Huffman, gaps, coder choice -------------------------------------------------------------

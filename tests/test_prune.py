@@ -31,14 +31,7 @@ from edgepress.zoo import create_model
 NO_FT = FinetuneOptions(epochs=0)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids OpenMP contention stalls
-    (set per test: the session's ``train`` fixtures reset it to every core)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _zeros(model):

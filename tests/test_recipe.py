@@ -4,11 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from tests.conftest import cli, contract_ok
+from tests.conftest import cli, contract_ok, run_cli
 
 from edgepress.checkpoint import atomic_dir, load_run, new_meta, save_model
-from edgepress.cli.main import main as cli_main
 from edgepress.errors import InputError
 from edgepress.jsonconfig import JsonConfig
 from edgepress.recipe import (
@@ -28,12 +26,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TORCH = State("torch", "mlp", "the input run 'mlp'")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +46,6 @@ def run(tmp_path_factory, digits):
     return out
 
 
-def run_cli(capsys, *args):
-    """The CLI entry point in-process (cheaper than a fresh interpreter): (code, out, err)."""
-    try:
-        code = cli_main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _recipe(tmp_path, text, name="r.yaml"):

@@ -27,14 +27,7 @@ from edgepress.structure.stats import count_macs
 from edgepress.training import TrainConfig, fit
 from edgepress.zoo import create_model
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids OpenMP contention stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _trained(name, digits, epochs):
