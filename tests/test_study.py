@@ -111,6 +111,27 @@ def test_effect_sentence_follows_the_figures():
     assert "2.00× slower" in s and "int8 kernels" in s and "unchanged within noise" in s
 
 
+@pytest.mark.parametrize("budget", ["QUICK", "FULL"])
+def test_recipes_that_start_like_a_row_reuse_it(budget):
+    """The combined row restarts int8 / prune-then-int8 / distill-then-int8 from the quantized /
+    pruned / distilled rows: their first steps must be identical once budgeted (else the study
+    trains the same thing twice)."""
+    from edgepress.recipe import parse_recipe
+    from edgepress.study import config as study_config
+    from edgepress.study.rows import row_steps, with_budget
+
+    b = getattr(study_config, budget)
+    for row, name in (("quantized", "int8"), ("pruned", "prune-then-int8"),
+                      ("distilled", "distill-then-int8")):
+        recipe = with_budget(parse_recipe((REPO / "recipes" / f"{name}.yaml").read_text(),
+                                          source=name), b)
+        assert recipe.steps[0].to_dict() == row_steps(row, "cnn", b)[0].to_dict(), name
+    fine_tune = row_steps("pruned", "cnn", b)[0].config.finetune
+    assert fine_tune.epochs == b.finetune_epochs
+    assert fine_tune.train_subset == (b.finetune_subset or b.train_subset)
+    assert row_steps("distilled", "cnn", b)[0].config.train_subset == b.train_subset
+
+
 def test_shipped_recipes_are_packaged_and_valid():
     from edgepress.recipe import load_recipe
 

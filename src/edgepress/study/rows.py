@@ -17,7 +17,8 @@ from .config import Budget
 
 # row -> (recipe text, definition shown in the report). {model} is the zoo model's name.
 ROWS: dict[str, tuple[str, str]] = {
-    "pruned": ("- step: prune\n  method: channel\n  channel_ratio: 0.5\n  importance: l2\n",
+    "pruned": ("- step: prune\n  method: channel\n  channel_ratio: 0.5\n  importance: l2\n"
+               "  finetune_epochs: 4\n",
                "channel pruning: half of every layer's channels removed (L2-norm ranking, "
                "dependency graph), then fine-tuned on train"),
     "quantized": ("- step: quantize\n  mode: static\n  granularity: channel\n",
@@ -77,15 +78,16 @@ def _budgeted(config: Any, b: Budget) -> Any:
         ft = config.finetune
         changes["finetune"] = dataclasses.replace(
             ft, epochs=_cap(ft.epochs, b.finetune_epochs),
-            train_subset=ft.train_subset or b.train_subset)
+            train_subset=ft.train_subset or b.finetune_subset or b.train_subset)
     if "finetune_epochs" in names:  # structure
         changes["finetune_epochs"] = _cap(config.finetune_epochs, b.finetune_epochs)
     if "student" in names:  # distillation: both arms
         changes["epochs"] = _cap(config.epochs, b.student_epochs)
     elif "epochs" in names and getattr(config, "mode", None) == "qat":
         changes["epochs"] = _cap(config.epochs, b.finetune_epochs)
-    if "train_subset" in names and "finetune" not in names:
-        changes["train_subset"] = config.train_subset or b.train_subset
+    if "train_subset" in names and "finetune" not in names:  # structure, QAT: fine-tunes
+        changes["train_subset"] = config.train_subset or (
+            b.train_subset if "student" in names else b.finetune_subset or b.train_subset)
     return dataclasses.replace(config, **changes) if changes else config
 
 
