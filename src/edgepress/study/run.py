@@ -35,7 +35,7 @@ from ..checkpoint import MODEL_JSON, check_output_dir, load_run, write_json
 from ..data import default_data, load_data
 from ..errors import InputError
 from ..recipe import Recipe, compress, load_recipe
-from .config import StudyConfig
+from .config import Budget, StudyConfig
 from .rows import DEFINITIONS, definition, row_steps, with_budget
 
 ROWS = ("original", "pruned", "quantized", "distilled", "structured", "combined")
@@ -260,11 +260,31 @@ def _report(st: _Study, records: list[dict], meta: dict[str, Any], zoo: str) -> 
                  f"{c['recipe']}: val {100 * c['val_accuracy']:.2f}% "
                  f"({c['val_delta_pts']:+.2f} pts), {c['size_gzip_bytes']:,} B gzip"
                  for c in meta["candidates"])]
+    notes.append(_budget_note(st.config.budget))
     notes += _distill_note(st.runs / "distilled" / "distill.json")
     write_comparison(records, st.out, stem="study",
                      title=f"edgepress study: {st.config.model} on {st.data}",
                      definitions=defs, notes=notes)
     write_json(st.out / "study-meta.json", meta)
+
+
+def _budget_note(b: Budget) -> str:
+    """The training budget every step ran under, in one sentence.
+
+    Example:
+        >>> print(_budget_note(Budget(finetune_epochs=2, finetune_subset=30000))[:80])
+        Training budget: baseline: its recipe's epochs on all training images; fine-tune
+    """
+    def cap(what: str, epochs: int | None, subset: int | None) -> str:
+        n = "its recipe's epochs" if what == "baseline" and epochs is None else (
+            "their recipe's epochs" if epochs is None else f"≤ {epochs} epoch{'s' * (epochs != 1)}")
+        on = "all training images" if subset is None else f"the first {subset:,}"
+        return f"{what}: {n} on {on}"
+
+    return ("Training budget: " + "; ".join([
+        cap("baseline", b.epochs, b.train_subset),
+        cap("fine-tunes", b.finetune_epochs, b.finetune_subset or b.train_subset),
+        cap("distilled students", b.student_epochs, b.train_subset)]) + ".")
 
 
 def _distill_note(path: Path) -> list[str]:
