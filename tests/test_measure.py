@@ -121,6 +121,18 @@ def test_latency_budget_comes_from_the_environment(monkeypatch):
             timed_seconds()
 
 
+def test_speedup_ci_contains_the_ratio_of_raw_medians():
+    """Many fast runs are binned before the bootstrap; the interval must still contain the
+    speed-up that is reported (the ratio of the raw medians), even for bimodal timings."""
+    rng = np.random.default_rng(1)
+    n = 20_000  # > 2,000 points: binned
+    ref = np.where(rng.random(n) < 0.45, 40.0, 46.0) + rng.random(n)
+    fast = np.where(rng.random(n) < 0.55, 22.0, 26.0) + rng.random(n)
+    lo, hi = bootstrap_speedup(ref, fast)
+    assert lo <= np.median(ref) / np.median(fast) <= hi
+    assert hi - lo < 0.5
+
+
 def test_sqnr_hand_value():
     ref = np.array([3.0, 4.0])
     assert math.isclose(sqnr_db(ref, ref + np.array([0.3, 0.4])), 20.0)
