@@ -13,7 +13,7 @@ Sizes per stage, against the fp32 weights (4 bytes × parameters):
   + coding  — the packed archive (entropy-coded streams, header and manifest included).
 
 Usage: python benchmarks/deep_compression.py [--data fashion-mnist] [--sparsity 0.92] [--bits 5]
-       [--prune-epochs 10] [--cluster-epochs 4] [--baseline benchmarks/out/foundation/runs/mlp]
+       [--prune-epochs 30] [--cluster-epochs 8] [--baseline benchmarks/out/foundation/runs/mlp]
        [--out benchmarks/out/deep-compression] [--quick]
 
 The baseline run is reused when it exists and was trained on --data, else trained into
@@ -44,8 +44,8 @@ def main() -> None:
     ap.add_argument("--baseline", default="benchmarks/out/foundation/runs/mlp")
     ap.add_argument("--sparsity", type=float, default=0.92)
     ap.add_argument("--bits", type=int, default=5)
-    ap.add_argument("--prune-epochs", type=int, default=10)
-    ap.add_argument("--cluster-epochs", type=int, default=4)
+    ap.add_argument("--prune-epochs", type=int, default=30)
+    ap.add_argument("--cluster-epochs", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="1 fine-tune epoch per stage")
     args = ap.parse_args()
     out, t0 = Path(args.out), time.perf_counter()
