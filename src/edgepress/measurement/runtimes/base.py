@@ -13,6 +13,11 @@ Example:
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -97,3 +102,19 @@ def get_runtime(name: str) -> Runtime:
         raise InputError(f"unknown runtime {name!r} (known: {', '.join(runtime_names())})")
     module, _, cls = _RUNTIMES[name].partition(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def spawn_probe(probe: Path, path: Path, threads: int, x: np.ndarray) -> dict:
+    """Run a runtime's peak-RSS probe script (``probe MODEL THREADS X.npy``) in a fresh, isolated
+    interpreter (``-I``: the script's folder is not on ``sys.path``); return the JSON it prints.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(os.path.join(tmp, "x.npy"), x)
+        proc = subprocess.run([sys.executable, "-I", str(probe), str(path), str(threads),
+                               os.path.join(tmp, "x.npy")], capture_output=True, text=True,
+                              env=env, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"peak-RSS probe failed (exit {proc.returncode}): "
+                           f"{proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -31,9 +31,7 @@ import hashlib
 import importlib.util
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -44,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError
-from .base import Runtime, Session
+from .base import Runtime, Session, spawn_probe
 
 INSTALL_HINT = "pip install 'edgepress[mobile]'"
 BACKEND = "XnnpackBackend"
@@ -259,13 +257,4 @@ def run_probe(path: Path, threads: int, x: np.ndarray) -> dict:
     Returns:
         ``{"peak_rss_mb", "baseline_rss_mb", "torch_imported"}`` (MB; baseline = after imports).
     """
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    with tempfile.TemporaryDirectory() as tmp:
-        np.save(os.path.join(tmp, "x.npy"), x)
-        proc = subprocess.run([sys.executable, "-I", str(_PROBE), str(path), str(threads),
-                               os.path.join(tmp, "x.npy")], capture_output=True, text=True,
-                              env=env, timeout=600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"peak-RSS probe failed (exit {proc.returncode}): "
-                           f"{proc.stderr.strip()[-500:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return spawn_probe(_PROBE, path, threads, x)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -14,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
-from .base import Runtime, Session
+from .base import Runtime, Session, spawn_probe
 
 _PROBE = Path(__file__).with_name("_rss_probe_ort.py")
 
@@ -114,16 +112,8 @@ class OnnxRuntime(Runtime):
 
 
 def run_probe(probe: Path, path: Path, threads: int, x: np.ndarray) -> float:
-    """Run a runtime's RSS probe script in a fresh interpreter; return its peak RSS in MB."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    with tempfile.TemporaryDirectory() as tmp:
-        np.save(os.path.join(tmp, "x.npy"), x)
-        proc = subprocess.run([sys.executable, "-I", str(probe), str(path), str(threads),
-                               os.path.join(tmp, "x.npy")], capture_output=True, text=True,
-                              env=env, timeout=600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"peak-RSS probe failed: {proc.stderr.strip()[-500:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    """Run the ONNX Runtime RSS probe in a fresh interpreter; return its peak RSS in MB."""
+    out = spawn_probe(probe, path, threads, x)
     if out.get("torch_imported"):
         raise RuntimeError("peak-RSS probe imported torch; the figure would be inflated")
     return float(out["peak_rss_mb"])
