@@ -6,6 +6,7 @@ Usage (on an idle machine; latency taken while something else runs is noise):
         [--models mlp,lenet5,cnn,mobilenet-mini] [--baselines benchmarks/out/foundation/runs]
         [--out benchmarks/out/quantization]
         [--epochs N] [--train-subset N] [--qat-epochs 2] [--qat-lr 1e-4] [--ptq-model mlp:width=4]
+        [--sections static,granularity,dynamic,weight-only,qat,ptq-time]
 
 Baselines are the default-trained runs in BASELINES/<model> (trained there when absent). Every
 speed-up, size ratio and accuracy delta comes from ``edgepress.measurement.compare`` (1 thread,
@@ -145,25 +146,28 @@ def weight_only_rows(bases: dict, args, out: Path) -> list[dict]:
     return rows
 
 
-def qat_rows(bases: dict, w4: list[dict], args, out: Path) -> dict:
-    """QAT on the first PTQ setting that loses >= 1 pt on validation: per-tensor int8 on
-    mobilenet-mini, else 4-bit weights on mlp / lenet5."""
-    candidates = []
-    for spec in [s for s in bases if ModelSpec.parse(s).name == "mobilenet-mini"]:
-        candidates.append((spec, QuantConfig(mode="static", granularity="tensor"),
-                           QuantConfig(mode="qat", granularity="tensor", epochs=args.qat_epochs,
-                                       lr=args.qat_lr)))
-    for r in w4:
-        if r["group_size"] is None:
-            candidates.append((r["model"], QuantConfig(mode="weight-only", bits=4),
-                               QuantConfig(mode="qat", bits=4, epochs=args.qat_epochs,
-                                           lr=args.qat_lr)))
+def qat_candidates(bases: dict, args) -> list[tuple[str, QuantConfig, QuantConfig]]:
+    """PTQ settings that may lose >= 1 pt, mildest first: per-tensor int8 on mobilenet-mini,
+    per-channel 4-bit weights on every model, then per-channel 2-bit weights."""
+    def qat(**kw) -> QuantConfig:
+        return QuantConfig(mode="qat", epochs=args.qat_epochs, lr=args.qat_lr, **kw)
+
+    out = [(s, QuantConfig(mode="static", granularity="tensor"), qat(granularity="tensor"))
+           for s in bases if ModelSpec.parse(s).name == "mobilenet-mini"]
+    for bits in (4, 2):
+        out += [(s, QuantConfig(mode="weight-only", bits=bits), qat(bits=bits)) for s in bases]
+    return out
+
+
+def qat_rows(bases: dict, args, out: Path) -> dict:
+    """QAT on the first PTQ setting (:func:`qat_candidates`) that loses >= 1 pt on validation."""
     tried = []
-    for spec, ptq_cfg, qat_cfg in candidates:
+    for spec, ptq_cfg, qat_cfg in qat_candidates(bases, args):
         ptq = out / "runs" / f"{slug(spec)}-ptq-{ptq_cfg.mode}-{ptq_cfg.granularity}{ptq_cfg.bits}"
         rec = quantize(bases[spec], ptq_cfg, out=ptq, data=args.data, progress=False)
         val_loss = 100 * (rec["val_accuracy_fp32"] - rec["val_accuracy"])
         tried.append({"model": spec, "ptq": ptq_cfg.to_dict(), "val_loss_pts": val_loss})
+        print(json.dumps(tried[-1]), flush=True)
         if val_loss >= 1.0:
             return _run_qat(bases[spec], spec, ptq, qat_cfg, args, out, tried)
     return {"tried": tried, "note": "no PTQ setting lost >= 1 pt on validation; QAT not needed"}
@@ -257,23 +261,38 @@ def md_qat(q: dict) -> list[str]:
     return lines + [""]
 
 
+def md_weight_only(rows: list[dict]) -> list[str]:
+    return md_static(rows, "4-bit weight-only (per channel; g64 = groups of 64, fp16 scales) "
+                           "vs fp32") + ["Packed 4-bit weights / fp32 weight bytes: " + ", ".join(
+        f"{r['model']}{'' if r['group_size'] is None else ' g' + str(r['group_size'])} "
+        f"{r['packed_ratio']:.3f}" for r in rows), ""]
+
+
+def md_ptq_time(t: dict) -> list[str]:
+    return ["### PTQ time", "",
+            f"{t['model']} ({t['params']:,} parameters), {t['images']} images, minmax: "
+            f"median {t['median_seconds']:.2f} s of {', '.join(f'{s:.2f}' for s in t['seconds'])}"
+            " (pre-processing + calibration + QDQ rewrite; accuracy evaluation excluded)", ""]
+
+
+# section name -> (result key, compute(bases, args, out), markdown(result))
+SECTIONS = {
+    "static": ("static", static_all,
+               lambda r: md_static(r, "Static per-channel int8 (QDQ) vs fp32")),
+    "granularity": ("granularity", lambda b, a, o: granularity_table(b, a), md_granularity),
+    "dynamic": ("dynamic", dynamic_rows, lambda r: md_static(r, "Dynamic int8 vs fp32")),
+    "weight-only": ("weight_only", weight_only_rows, md_weight_only),
+    "qat": ("qat", qat_rows, md_qat),
+    "ptq-time": ("ptq_time", lambda b, a, o: ptq_time(a), md_ptq_time),
+}
+
+
 def markdown(res: dict, args) -> str:
     lines = [f"## Quantization on {args.data} — ONNX Runtime, 1 thread, batch 1, "
              f"{time.strftime('%Y-%m-%d')}", ""]
-    lines += md_static(res["static"], "Static per-channel int8 (QDQ) vs fp32")
-    lines += md_granularity(res["granularity"])
-    lines += md_static(res["dynamic"], "Dynamic int8 vs fp32")
-    lines += md_static(res["weight_only"], "4-bit weight-only (per channel; g64 = groups of 64, "
-                                           "fp16 scales) vs fp32")
-    lines += ["Packed 4-bit weights / fp32 weight bytes: " + ", ".join(
-        f"{r['model']}{'' if r['group_size'] is None else ' g' + str(r['group_size'])} "
-        f"{r['packed_ratio']:.3f}" for r in res["weight_only"]), ""]
-    lines += md_qat(res["qat"])
-    t = res["ptq_time"]
-    lines += ["### PTQ time", "",
-              f"{t['model']} ({t['params']:,} parameters), {t['images']} images, minmax: "
-              f"median {t['median_seconds']:.2f} s of {', '.join(f'{s:.2f}' for s in t['seconds'])}"
-              " (pre-processing + calibration + QDQ rewrite; accuracy evaluation excluded)", ""]
+    for key, _, md in SECTIONS.values():
+        if key in res:
+            lines += md(res[key])
     return "\n".join(lines)
 
 
@@ -291,6 +310,9 @@ def main() -> None:
     ap.add_argument("--qat-epochs", type=int, default=2)
     ap.add_argument("--qat-lr", type=float, default=1e-4)
     ap.add_argument("--ptq-model", default="mlp:width=4")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help="which parts to run (default: all); a subset writes "
+                    "OUT/quantization-<sections>.md/.json")
     args = ap.parse_args()
     out = Path(args.out)
     if args.baselines is None:
@@ -298,16 +320,19 @@ def main() -> None:
                           else str(out / "baselines"))
     bases = {spec: baseline(spec, args) for spec in args.models.split(",")}
     res: dict = {"data": args.data, "args": vars(args)}
-    res["static"] = static_all(bases, args, out)
-    res["granularity"] = granularity_table(bases, args)
-    res["dynamic"] = dynamic_rows(bases, args, out)
-    res["weight_only"] = weight_only_rows(bases, args, out)
-    res["qat"] = qat_rows(bases, res["weight_only"], args, out)
-    res["ptq_time"] = ptq_time(args)
+    sections = args.sections.split(",")
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown --sections {sorted(unknown)}; choose from {list(SECTIONS)}")
+    for name in sections:
+        key, compute, _ = SECTIONS[name]
+        res[key] = compute(bases, args, out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quantization.json").write_text(json.dumps(res, indent=2, default=str))
+    stem = "quantization" if set(sections) == set(SECTIONS) else "-".join(["quantization",
+                                                                          *sections])
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=2, default=str))
     md = markdown(res, args)
-    (out / "quantization.md").write_text(md)
+    (out / f"{stem}.md").write_text(md)
     print(md)
 
 
