@@ -115,3 +115,18 @@ def test_verbs_stay_verbs_after_their_subpackages_are_imported():
 
     for name in ("prune", "quantize", "distill", "structure", "study"):
         assert callable(getattr(edgepress, name)), name
+
+
+def test_measuring_commands_pin_numeric_pools_to_their_threads(monkeypatch):
+    """OpenMP/MKL pools follow ``--threads``, and its default 1 for measure / compare; training
+    commands keep every core."""
+    import os
+
+    from edgepress.cli.main import _pin_threads
+
+    for argv, want in ((["measure", "runs/a"], "1"), (["compare", "a", "b", "--threads", "2"], "2"),
+                       (["measure", "a", "--threads=2"], "2"), (["train", "mlp"], None)):
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            monkeypatch.delenv(var, raising=False)
+        _pin_threads(argv)
+        assert os.environ.get("OMP_NUM_THREADS") == want == os.environ.get("MKL_NUM_THREADS")

@@ -166,3 +166,46 @@ def test_remeasuring_a_run_keeps_what_its_producer_recorded(mlp_run, tmp_path):
     again = json.loads((run / "metrics.json").read_text())
     assert again["weight_sparsity"] == 0.5
     assert again["latency_ms"]["runs"] >= 200
+
+
+def _spelled(work_s: float, start: float):
+    """A callable that busy-waits ``work_s``, three times as long during a disturbed spell
+    (0.4-0.9 s of every second of wall time, counted from ``start``).
+    """
+    import time
+
+    def fn() -> None:
+        now = time.perf_counter()
+        slow = 0.4 <= (now - start) % 1.0 < 0.9
+        end = now + work_s * (3.0 if slow else 1.0)
+        while time.perf_counter() < end:
+            pass
+    return fn
+
+
+def test_disturbed_spells_are_left_out_of_the_median():
+    """A host that is 3× slower half of the time: the all-runs p90 shows it, the reported
+    median and p90 (quiet blocks) do not, and two models slowed alike keep their 2× ratio."""
+    import time
+
+    from edgepress.measurement.latency import time_interleaved
+
+    t0 = time.perf_counter()
+    a, b = time_interleaved([_spelled(2e-4, t0), _spelled(1e-4, t0)], min_runs=200,
+                            min_seconds=0.2)
+    sa, sb = a.summary(), b.summary()
+    assert sa["p90_all"] > 2.5 * sa["median"]  # the spells are in the runs...
+    assert sa["p90"] < 1.4 * sa["median"]  # ...and left out of the reported figures
+    assert 0.19 < sa["median"] < 0.26 and 0.09 < sb["median"] < 0.14  # ms, the quiet cost
+    assert sa["quiet_fraction"] < 0.9 and sa["runs"] == sb["runs"] >= 200
+    assert 1.7 < sa["median"] / sb["median"] < 2.3
+    assert np.array_equal(a.quiet, b.quiet)  # the same rounds for both: still paired
+
+
+def test_a_steady_host_keeps_every_run():
+    from edgepress.measurement.latency import time_interleaved
+
+    (t,) = time_interleaved([lambda: sum(range(2000))], min_runs=200, min_seconds=0.3)
+    s = t.summary()
+    assert s["quiet_fraction"] > 0.5 and s["runs_all"] >= s["runs"] >= 200
+    assert abs(s["median"] / s["median_all"] - 1) < 0.1

@@ -72,14 +72,21 @@ def build_parser() -> Parser:
     return parser
 
 
+_MEASURING = ("measure", "compare")  # their --threads defaults to 1
+
+
 def _pin_threads(argv: list[str]) -> None:
-    """Pin OpenMP/MKL pools to ``--threads`` before numeric libraries load."""
+    """Pin OpenMP/MKL pools to ``--threads`` before numeric libraries load (to 1, its default,
+    for the measuring commands when the flag is not given).
+    """
+    value = "1" if argv and argv[0] in _MEASURING else None
     for i, a in enumerate(argv):
-        value = a.split("=", 1)[1] if a.startswith("--threads=") else (
+        given = a.split("=", 1)[1] if a.startswith("--threads=") else (
             argv[i + 1] if a == "--threads" and i + 1 < len(argv) else None)
-        if value is not None and value.isdigit() and int(value) > 0:
-            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-                os.environ[var] = value
+        value = given if given is not None else value
+    if value is not None and value.isdigit() and int(value) > 0:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = value
 
 
 def main(argv: list[str] | None = None) -> int:

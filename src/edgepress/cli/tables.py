@@ -28,7 +28,8 @@ def record_table(rec: dict) -> Table:
          f"{_fmt_bytes(rec['size_bytes'])} ({_fmt_bytes(rec['size_gzip_bytes'])})"),
         ("accuracy (95% CI)",
          f"{rec['accuracy']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] n={rec['n_test']}"),
-        ("latency median / p90", f"{lat['median']:.4f} / {lat['p90']:.4f} ms ({lat['runs']} runs)"),
+        ("latency median / p90", f"{lat['median']:.4f} / {lat['p90']:.4f} ms ({lat['runs']} runs"
+         + _quiet_note(lat) + ")"),
         ("load time", f"{rec['load_ms']:.1f} ms"),
         ("peak RSS", f"{rec['peak_rss_mb']:.1f} MB"),
         ("kernels", ", ".join(f"{k}×{v}" for k, v in rec["kernels"].items())),
@@ -40,6 +41,14 @@ def record_table(rec: dict) -> Table:
     for k, v in rows:
         t.add_row(k, v)
     return t
+
+
+def _quiet_note(lat: dict) -> str:
+    """What the latency figure left out (disturbed spells), if anything."""
+    if lat.get("quiet_fraction", 1.0) >= 1.0:
+        return ""
+    return (f" in quiet blocks, {lat['quiet_fraction']:.0%} of {lat['runs_all']}; all runs "
+            f"{lat['median_all']:.4f} / {lat['p90_all']:.4f} ms")
 
 
 def comparison_table(rows: list[dict]) -> Table:

@@ -4,9 +4,18 @@ Protocol: warm-up, then round-robin rounds (A B C, B C A, C A B, ...) until ever
 ``min_runs`` timed runs and ``min_seconds`` of timed inference. Interleaving makes machine drift
 (frequency, a neighbour's load) hit every model alike, so their ratio is fair.
 
+A shared host also has *disturbed spells*: for seconds at a time every run is 10-20% slower (a
+neighbour on the same core), so the median of two separate 2-second sessions can differ by 18%.
+The rounds are therefore grouped into blocks (≥ 20 rounds and ≥ 0.2 s); a block is *disturbed*
+when any model's block median is over ``QUIET_TOLERANCE`` above that model's fastest block
+median. Timing goes on (up to ``MAX_FACTOR`` times the budget) until the quiet blocks alone meet
+both minimums; the median and p90 are of the runs in quiet blocks, and the record also keeps the
+median and p90 of all runs and the quiet fraction. Quiet blocks are the same rounds for every
+model, so speed-ups stay paired.
+
 Example:
     >>> t = time_interleaved([lambda: sum(range(1000))], min_runs=10, min_seconds=0.01)
-    >>> len(t[0]) >= 10
+    >>> len(t[0].ms) >= 10
     True
 """
 
@@ -20,6 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_RUNS, MIN_SECONDS, WARMUP_SECONDS, MIN_WARMUP = 200, 2.0, 0.25, 10
+BLOCK_ROUNDS, BLOCK_SECONDS = 20, 0.2  # a block: at least this many rounds and seconds
+QUIET_TOLERANCE = 0.05  # a block is disturbed when a model's median is > 5% over its best block's
+MAX_FACTOR = 3  # time at most this many times the budget looking for quiet blocks
 SECONDS_ENV = "EDGEPRESS_LATENCY_SECONDS"  # overrides MIN_SECONDS (the test suite sets 0.25)
 
 
@@ -41,16 +53,28 @@ def timed_seconds() -> float:
 
 @dataclass
 class Timing:
-    """Timed runs (ms) of one model and how many warm-up runs preceded them."""
+    """Timed runs (ms, in order) of one model, which of them fell in quiet blocks, and how many
+    warm-up runs preceded them.
+    """
 
     ms: np.ndarray
     warmup: int
+    quiet: np.ndarray | None = None  # bool per run; None: all
+
+    @property
+    def kept(self) -> np.ndarray:
+        """The runs the median is taken over (those in quiet blocks)."""
+        return self.ms if self.quiet is None else self.ms[self.quiet]
 
     def summary(self) -> dict:
-        """The contract's ``latency_ms`` record."""
-        return {"median": float(np.median(self.ms)), "p90": float(np.percentile(self.ms, 90)),
-                "runs": int(len(self.ms)), "warmup": int(self.warmup),
-                "mean": float(self.ms.mean()), "min": float(self.ms.min())}
+        """The contract's ``latency_ms`` record, plus the all-runs figures and quiet fraction."""
+        kept = self.kept
+        return {"median": float(np.median(kept)), "p90": float(np.percentile(kept, 90)),
+                "runs": int(len(kept)), "warmup": int(self.warmup),
+                "mean": float(kept.mean()), "min": float(self.ms.min()),
+                "median_all": float(np.median(self.ms)),
+                "p90_all": float(np.percentile(self.ms, 90)), "runs_all": int(len(self.ms)),
+                "quiet_fraction": float(len(kept) / len(self.ms))}
 
 
 def _warmup(fn: Callable[[], object]) -> int:
@@ -61,20 +85,62 @@ def _warmup(fn: Callable[[], object]) -> int:
     return n
 
 
+def quiet_blocks(block_medians: np.ndarray, tolerance: float = QUIET_TOLERANCE) -> np.ndarray:
+    """Which blocks are quiet: every model's block median within ``tolerance`` of its best.
+
+    Args:
+        block_medians: ``(models, blocks)`` medians of each model's runs in each block.
+
+    >>> quiet_blocks(np.array([[1.0, 1.02, 1.2, 1.01], [2.0, 2.2, 2.4, 2.03]])).tolist()
+    [True, False, False, True]
+    """
+    best = block_medians.min(axis=1, keepdims=True)
+    return np.all(block_medians <= best * (1.0 + tolerance), axis=0)
+
+
+class _Blocks:
+    """Rounds grouped into blocks as they are timed; the quiet runs per model so far."""
+
+    def __init__(self) -> None:
+        self.bounds = [0]  # round index where each block starts (and the open block's start)
+        self.medians: list[np.ndarray] = []  # per closed block: each model's median (ns)
+        self.t_start = time.perf_counter()
+
+    def maybe_close(self, times: list[list[int]], rounds: int) -> bool:
+        if rounds - self.bounds[-1] < BLOCK_ROUNDS or (
+                time.perf_counter() - self.t_start < BLOCK_SECONDS):
+            return False
+        lo = self.bounds[-1]
+        self.medians.append(np.array([np.median(t[lo:rounds]) for t in times]))
+        self.bounds.append(rounds)
+        self.t_start = time.perf_counter()
+        return True
+
+    def mask(self, rounds: int) -> np.ndarray:
+        """Per round: in a closed quiet block (the open block's rounds count as not quiet)."""
+        m = np.zeros(rounds, bool)
+        if self.medians:
+            for b in np.flatnonzero(quiet_blocks(np.stack(self.medians, axis=1))):
+                m[self.bounds[b]:self.bounds[b + 1]] = True
+        return m
+
+
 def time_interleaved(fns: list[Callable[[], object]], *, min_runs: int = MIN_RUNS,
                      min_seconds: float | None = None) -> list[Timing]:
-    """Time each zero-argument callable, round-robin, until all meet both minimums
-    (``min_seconds`` None: :func:`timed_seconds`).
+    """Time each zero-argument callable, round-robin, until the runs in quiet blocks meet both
+    minimums for all, or every model has ``MAX_FACTOR`` times the budget (``min_seconds`` None:
+    :func:`timed_seconds`). Without enough quiet runs by then, all runs count.
     """
     if min_seconds is None:
         min_seconds = timed_seconds()
     warm = [_warmup(fn) for fn in fns]
     times: list[list[int]] = [[] for _ in fns]
     spent = [0] * len(fns)
-    goal_ns = int(min_seconds * 1e9)
+    goal_ns, cap_ns = int(min_seconds * 1e9), int(MAX_FACTOR * min_seconds * 1e9)
     clock = time.perf_counter_ns
     n, r = len(fns), 0
-    while min(len(t) for t in times) < min_runs or min(spent) < goal_ns:
+    blocks = _Blocks()
+    while True:
         # rotate the order every round (A B, B A, ...) so no model always runs right after another
         for i in [(r + k) % n for k in range(n)]:
             fn = fns[i]
@@ -84,4 +150,16 @@ def time_interleaved(fns: list[Callable[[], object]], *, min_runs: int = MIN_RUN
             times[i].append(dt)
             spent[i] += dt
         r += 1
-    return [Timing(np.asarray(t, np.float64) / 1e6, w) for t, w in zip(times, warm, strict=True)]
+        if blocks.maybe_close(times, r) and min(spent) >= goal_ns and r >= min_runs:
+            if _enough(times, blocks.mask(r), min_runs, goal_ns) or min(spent) >= cap_ns:
+                break
+    quiet = blocks.mask(r)
+    if not _enough(times, quiet, min_runs, goal_ns) and quiet.sum() < min_runs:
+        quiet = np.ones(r, bool)  # never quiet long enough: report every run
+    return [Timing(np.asarray(t, np.float64) / 1e6, w, quiet)
+            for t, w in zip(times, warm, strict=True)]
+
+
+def _enough(times: list[list[int]], quiet: np.ndarray, min_runs: int, goal_ns: int) -> bool:
+    return bool(quiet.sum() >= min_runs and
+                min(np.asarray(t)[quiet].sum() for t in times) >= goal_ns)
