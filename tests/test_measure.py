@@ -67,6 +67,9 @@ def test_foreign_onnx_measure_and_compare(foreign_onnx, tmp_path):
     assert rows[0]["speedup"] == 1.0 and rows[0]["p_value"] == 1.0
     assert rows[1]["p_value"] == 1.0 and rows[1]["accuracy_delta_pts"] == 0.0
     assert rows[1]["size_ratio"] == 1.0
+    (lo, hi), (tlo, thi) = rows[1]["speedup_ci95"], rows[1]["speedup_ci95_timing"]
+    s = rows[1]["speedup"]
+    assert lo <= tlo <= s <= thi <= hi and hi - lo >= 0.0199 * s  # ±1% between sessions
     (tmp_path / "c.json").write_text(json.dumps(rows))
     ok, out = contract_ok(tmp_path / "c.json")
     assert ok, out
