@@ -59,12 +59,12 @@ class Timing:
 
     ms: np.ndarray
     warmup: int
-    quiet: np.ndarray | None = None  # bool per run; None: all
+    quiet: np.ndarray  # bool per run
 
     @property
     def kept(self) -> np.ndarray:
         """The runs the median is taken over (those in quiet blocks)."""
-        return self.ms if self.quiet is None else self.ms[self.quiet]
+        return self.ms[self.quiet]
 
     def summary(self) -> dict:
         """The contract's ``latency_ms`` record, plus the all-runs figures and quiet fraction."""
@@ -99,30 +99,40 @@ def quiet_blocks(block_medians: np.ndarray, tolerance: float = QUIET_TOLERANCE) 
 
 
 class _Blocks:
-    """Rounds grouped into blocks as they are timed; the quiet runs per model so far."""
+    """Rounds grouped into blocks as they are timed, with each block's per-model medians and
+    timed totals, so the quiet runs so far are known without re-reading every run.
+    """
 
     def __init__(self) -> None:
         self.bounds = [0]  # round index where each block starts (and the open block's start)
         self.medians: list[np.ndarray] = []  # per closed block: each model's median (ns)
+        self.totals: list[np.ndarray] = []  # per closed block: each model's timed ns
         self.t_start = time.perf_counter()
 
     def maybe_close(self, times: list[list[int]], rounds: int) -> bool:
         if rounds - self.bounds[-1] < BLOCK_ROUNDS or (
                 time.perf_counter() - self.t_start < BLOCK_SECONDS):
             return False
-        lo = self.bounds[-1]
-        self.medians.append(np.array([np.median(t[lo:rounds]) for t in times]))
+        block = np.array([t[self.bounds[-1]:rounds] for t in times])
+        self.medians.append(np.median(block, axis=1))
+        self.totals.append(block.sum(axis=1))
         self.bounds.append(rounds)
         self.t_start = time.perf_counter()
         return True
 
-    def mask(self, rounds: int) -> np.ndarray:
-        """Per round: in a closed quiet block (the open block's rounds count as not quiet)."""
-        m = np.zeros(rounds, bool)
-        if self.medians:
-            for b in np.flatnonzero(quiet_blocks(np.stack(self.medians, axis=1))):
-                m[self.bounds[b]:self.bounds[b + 1]] = True
-        return m
+    def quiet(self) -> np.ndarray:
+        """Per closed block: quiet or not."""
+        return quiet_blocks(np.stack(self.medians, axis=1))
+
+    def enough(self, min_runs: int, goal_ns: int) -> bool:
+        """Whether the quiet blocks hold ``min_runs`` rounds and ``goal_ns`` for every model."""
+        q = self.quiet()
+        rounds = np.diff(self.bounds)[q].sum()
+        return bool(rounds >= min_runs and np.stack(self.totals)[q].sum(axis=0).min() >= goal_ns)
+
+    def mask(self) -> np.ndarray:
+        """Per round: in a quiet block."""
+        return np.repeat(self.quiet(), np.diff(self.bounds))
 
 
 def time_interleaved(fns: list[Callable[[], object]], *, min_runs: int = MIN_RUNS,
@@ -151,15 +161,10 @@ def time_interleaved(fns: list[Callable[[], object]], *, min_runs: int = MIN_RUN
             spent[i] += dt
         r += 1
         if blocks.maybe_close(times, r) and min(spent) >= goal_ns and r >= min_runs:
-            if _enough(times, blocks.mask(r), min_runs, goal_ns) or min(spent) >= cap_ns:
+            if blocks.enough(min_runs, goal_ns) or min(spent) >= cap_ns:
                 break
-    quiet = blocks.mask(r)
-    if not _enough(times, quiet, min_runs, goal_ns) and quiet.sum() < min_runs:
+    quiet = blocks.mask()  # the loop only stops when a block closes: every round is in one
+    if quiet.sum() < min_runs:
         quiet = np.ones(r, bool)  # never quiet long enough: report every run
     return [Timing(np.asarray(t, np.float64) / 1e6, w, quiet)
             for t, w in zip(times, warm, strict=True)]
-
-
-def _enough(times: list[list[int]], quiet: np.ndarray, min_runs: int, goal_ns: int) -> bool:
-    return bool(quiet.sum() >= min_runs and
-                min(np.asarray(t)[quiet].sum() for t in times) >= goal_ns)
