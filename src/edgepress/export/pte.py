@@ -4,8 +4,10 @@ The flow is ExecuTorch's own: ``torch.export`` at batch 1 (phones run one image 
 a static shape is what XNNPACK plans best), ``to_edge_transform_and_lower`` with the
 ``XnnpackPartitioner``, ``to_executorch``. Beside ``model.pte`` goes ``model.pte.json``: the
 share of the graph's operators lowered to XNNPACK, the operators inside each delegate, those left
-outside it (run by ExecuTorch's portable kernels), the program's plan, the quantization applied
-and the parity check. It carries the program's SHA-256, so it never describes another file.
+outside it (run by ExecuTorch's portable kernels), the program's plan, the quantization applied,
+the parity check and, for a run, its parameter and MAC counts (``counts``, read from the run's
+ONNX twin: what ``edgepress measure FILE.pte`` reports). It carries the program's SHA-256, so it
+never describes another file.
 
 An int8 run is exported int8, never fp32: its recorded quantization is re-applied with torchao's
 pt2e flow and ExecuTorch's ``XNNPACKQuantizer`` (see :func:`xnnpack_quant`), calibrated on the
@@ -98,7 +100,8 @@ def _quiet() -> Iterator[None]:
 
 
 def export_pte(model: nn.Module, path: str | os.PathLike, *, input_shape: tuple[int, ...],
-               check_inputs: np.ndarray, quant: PteQuant | None = None) -> dict:
+               check_inputs: np.ndarray, quant: PteQuant | None = None,
+               counts: dict | None = None) -> dict:
     """Export ``model`` to an ExecuTorch program lowered to XNNPACK, at batch 1; verify it.
 
     Writes ``path`` and ``path + ".json"`` (each atomically).
@@ -109,6 +112,8 @@ def export_pte(model: nn.Module, path: str | os.PathLike, *, input_shape: tuple[
         input_shape: one image's shape (C, H, W).
         check_inputs: real images the program is checked on against PyTorch.
         quant: the quantization to apply (``None``: fp32).
+        counts: ``{"params_total", "params_nonzero", "macs", …}`` to record as ``counts``
+            (``None``: not recorded; a measurement then reads them from the program).
 
     Returns:
         The description written to ``path.json`` (delegation, plan, parity, quantization).
@@ -135,6 +140,8 @@ def export_pte(model: nn.Module, path: str | os.PathLike, *, input_shape: tuple[
         tmp.write_bytes(program.buffer)
         info["parity"] = _check(model, tmp, check_inputs, quant is None)
     info.update(sha256=_sha256(path), seconds=round(time.perf_counter() - t0, 2))
+    if counts is not None:
+        info["counts"] = counts
     from ..measurement.runtimes.executorch import info_path
 
     write_json(info_path(path), info)
@@ -348,8 +355,23 @@ def export_run_pte(run: Run) -> Path:
     precision = (run.meta.get("deployment") or {}).get("precision", "fp32")
     quant = None if precision == "fp32" else xnnpack_quant(run, model, data)
     export_pte(model, run.file(PTE), input_shape=run.input_shape, check_inputs=data.x_val,
-               quant=quant)
+               quant=quant, counts=onnx_twin_counts(run))
     return run.file(PTE)
+
+
+def onnx_twin_counts(run: Run) -> dict:
+    """Parameters and per-image MACs of the run's ONNX deployment (exported first if missing or
+    stale), the figures its ONNX Runtime record reports.
+    """
+    from ..measurement.graph import count_macs, count_params, load_onnx
+    from .deploy import ensure_deployment
+
+    path = ensure_deployment(run, "onnx")
+    model = load_onnx(path)
+    total, nonzero = count_params(model)
+    return {"params_total": total, "params_nonzero": nonzero,
+            "macs": int(count_macs(model, (1, *run.input_shape))),
+            "from": "onnx-twin", "onnx_sha256": _sha256(path)}
 
 
 register_exporter("pte", "fp32")(export_run_pte)

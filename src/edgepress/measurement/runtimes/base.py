@@ -84,8 +84,30 @@ class Runtime(ABC):
         """
 
     @abstractmethod
+    def peak_rss(self, path: Path, *, threads: int, x: np.ndarray) -> dict:
+        """Memory of a fresh process that loads ``path`` with this runtime alone and runs it.
+
+        Returns:
+            ``{"peak_rss_mb": float, "rss_baseline_mb": float, "rss_includes_torch": bool}``:
+            the peak RSS, the RSS after the process's imports and before loading the model
+            (peak − baseline is the model's own cost), and whether torch had to be imported.
+        """
+
     def peak_rss_mb(self, path: Path, *, threads: int, x: np.ndarray) -> float:
-        """Peak RSS of a fresh process that loads ``path`` with this runtime alone and runs it."""
+        """The peak RSS alone (MB), as :meth:`peak_rss` measures it."""
+        return self.peak_rss(path, threads=threads, x=x)["peak_rss_mb"]
+
+    def file_counts(self, path: Path) -> dict:
+        """Parameters and MACs of a bare deployment file that is not ONNX (nothing to count
+        them on by default).
+
+        Returns:
+            The record's ``params_total``, ``params_nonzero``, ``macs`` (ints, per image),
+            ``counts_from`` (how they were read; ``"unavailable"``: zeros) and ``counts_file``
+            (what they were read from, or ``None``).
+        """
+        return {"params_total": 0, "params_nonzero": 0, "macs": 0,
+                "counts_from": "unavailable", "counts_file": None}
 
     def record_extras(self, session: Session, path: Path) -> dict:
         """Runtime-specific fields added to the measurement record (none by default)."""
@@ -118,3 +140,12 @@ def spawn_probe(probe: Path, path: Path, threads: int, x: np.ndarray) -> dict:
         raise RuntimeError(f"peak-RSS probe failed (exit {proc.returncode}): "
                            f"{proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def rss_fields(probe_out: dict) -> dict:
+    """A probe's output (``peak_rss_mb``, ``baseline_rss_mb``, ``torch_imported``) as
+    :meth:`Runtime.peak_rss` returns it.
+    """
+    return {"peak_rss_mb": float(probe_out["peak_rss_mb"]),
+            "rss_baseline_mb": float(probe_out["baseline_rss_mb"]),
+            "rss_includes_torch": bool(probe_out["torch_imported"])}

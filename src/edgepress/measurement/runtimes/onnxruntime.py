@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
-from .base import Runtime, Session, spawn_probe
+from .base import Runtime, Session, rss_fields, spawn_probe
 
 _PROBE = Path(__file__).with_name("_rss_probe_ort.py")
 
@@ -107,13 +107,18 @@ class OnnxRuntime(Runtime):
     def load(self, path: Path, *, threads: int) -> OrtSession:  # noqa: D102
         return OrtSession(Path(path), threads)
 
-    def peak_rss_mb(self, path: Path, *, threads: int, x: np.ndarray) -> float:  # noqa: D102
+    def peak_rss(self, path: Path, *, threads: int, x: np.ndarray) -> dict:  # noqa: D102
         return run_probe(_PROBE, path, threads, x)
 
 
-def run_probe(probe: Path, path: Path, threads: int, x: np.ndarray) -> float:
-    """Run the ONNX Runtime RSS probe in a fresh interpreter; return its peak RSS in MB."""
+def run_probe(probe: Path, path: Path, threads: int, x: np.ndarray) -> dict:
+    """Run the ONNX Runtime RSS probe in a fresh interpreter (numpy and onnxruntime imported,
+    never torch).
+
+    Returns:
+        ``{"peak_rss_mb", "rss_baseline_mb", "rss_includes_torch": False}`` (MB).
+    """
     out = spawn_probe(probe, path, threads, x)
     if out.get("torch_imported"):
         raise RuntimeError("peak-RSS probe imported torch; the figure would be inflated")
-    return float(out["peak_rss_mb"])
+    return rss_fields(out)
