@@ -28,7 +28,7 @@ def test_train_measure_compare_export_end_to_end(tmp_path, mlp_run):
     cli("measure", out, "--json", tmp_path / "m.json", check=0)
     cli("compare", mlp_run, out, "--json", tmp_path / "c.json", check=0)
     rows = json.loads((tmp_path / "c.json").read_text())
-    assert [r["variant"] for r in rows] == ["mlp", "lenet"]
+    assert [r["variant"] for r in rows] == ["mlp", "lenet", "reference-again"]
     ok, msg = contract_ok(out, tmp_path / "m.json", tmp_path / "c.json")
     assert ok, msg
 

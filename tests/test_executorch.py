@@ -107,7 +107,8 @@ def test_compare_on_executorch_gives_contract_records(runs, tmp_path):
     (tmp_path / "c.json").write_text(json.dumps(rows))
     ok, out = contract_ok(tmp_path / "c.json")
     assert ok, out
-    ref, q = rows
+    ref, q, again = rows
+    assert again["variant"] == "reference-again" and again["noise_floor"] >= 0.005
     assert ref["runtime"] == "executorch" and ref["versions"]["executorch"]
     assert ref["runtime_version"] == ref["versions"]["executorch"]
     assert ref["batch"] == 1 and ref["threads"] == 1

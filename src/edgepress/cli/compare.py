@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
     from ..checkpoint import check_output_file, write_json
     from ..errors import InputError
     from ..measurement import compare
-    from .tables import comparison_table, show
+    from .tables import comparison_table, show, warn_if_never_quiet
 
     out = check_output_file(Path(args.json))
     if len(args.targets) < 2:
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
     rows = compare(args.targets, data=args.data, runtime=args.runtime, threads=args.threads,
                    batch=args.batch)
     show(comparison_table(rows))
+    warn_if_never_quiet(rows)
     write_json(out, rows)
     print(f"wrote {out}")
     return 0

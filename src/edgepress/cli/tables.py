@@ -23,7 +23,9 @@ def record_table(rec: dict) -> Table:
     lat, ci = rec["latency_ms"], rec["accuracy_ci95"]
     rows = [
         ("parameters (non-zero / total)", f"{rec['params_nonzero']:,} / {rec['params_total']:,}"),
-        ("MACs", f"{rec['macs']:,}"),
+        ("MACs", f"{rec['macs']:,}" + (f" (incomplete: {len(rec.get('macs_incomplete_nodes', []))} "
+                                       "node(s) of unknown shape not counted)"
+                                       if rec.get("macs_incomplete") else "")),
         ("file (gzip -9)",
          f"{_fmt_bytes(rec['size_bytes'])} ({_fmt_bytes(rec['size_gzip_bytes'])})"),
         ("accuracy (95% CI)",
@@ -31,7 +33,7 @@ def record_table(rec: dict) -> Table:
         ("latency median / p90", f"{lat['median']:.4f} / {lat['p90']:.4f} ms ({lat['runs']} runs"
          + _quiet_note(lat) + ")"),
         ("load time", f"{rec['load_ms']:.1f} ms"),
-        ("peak RSS", f"{rec['peak_rss_mb']:.1f} MB"),
+        ("peak RSS", _rss(rec)),
         ("kernels", ", ".join(f"{k}×{v}" for k, v in rec["kernels"].items())),
     ]
     if rec.get("fidelity"):
@@ -43,8 +45,21 @@ def record_table(rec: dict) -> Table:
     return t
 
 
+def _rss(rec: dict) -> str:
+    """Peak RSS, and what of it the model itself costs over the probe's baseline."""
+    text = f"{rec['peak_rss_mb']:.1f} MB"
+    if rec.get("peak_rss_model_mb") is not None:
+        text += (f" (model {rec['peak_rss_model_mb']:.1f} MB over a "
+                 f"{rec['rss_baseline_mb']:.1f} MB baseline"
+                 + ("; the probe imports torch" if rec.get("rss_includes_torch") else "") + ")")
+    return text
+
+
 def _quiet_note(lat: dict) -> str:
     """What the latency figure left out (disturbed spells), if anything."""
+    if lat.get("quiet_fallback"):
+        return (f"; never quiet: every run kept, {lat['quiet_fraction']:.0%} were in quiet "
+                "blocks")
     if lat.get("quiet_fraction", 1.0) >= 1.0:
         return ""
     return (f" in quiet blocks, {lat['quiet_fraction']:.0%} of {lat['runs_all']}; all runs "
@@ -52,23 +67,43 @@ def _quiet_note(lat: dict) -> str:
 
 
 def comparison_table(rows: list[dict]) -> Table:
-    """Several records side by side, with ratios against the first."""
+    """Several records side by side, with ratios against the first (the reference's second
+    session gives the noise floor in the title, not a row).
+    """
+    from ..measurement.comparison import measured_rows
+    from ..report.table import delta_cell, runs_cell, variant_cell
+
+    floor = rows[0].get("noise_floor")
+    floor_note = f"; noise floor {100 * floor:.1f}%" if floor is not None else ""
     t = Table(title=f"compare on {rows[0]['data']}, {rows[0]['runtime']}, "
               f"{rows[0]['threads']} thread(s), batch {rows[0]['batch']} (reference: "
-              f"{rows[0]['variant']})")
+              f"{rows[0]['variant']}{floor_note})")
     for col in ("variant", "params nz/total", "MACs", "gzip", "size ×", "median ms", "p90 ms",
-                "speed-up [95% CI]", "accuracy", "Δ pts", "p"):
+                "runs kept", "speed-up [95% CI]", "all runs", "accuracy", "Δ pts [95% CI]", "p"):
         t.add_column(col, justify="left" if col == "variant" else "right")
-    for r in rows:
+    for r in measured_rows(rows):
         lo, hi = r["speedup_ci95"]
-        t.add_row(r["variant"], f"{r['params_nonzero']:,}/{r['params_total']:,}", f"{r['macs']:,}",
+        t.add_row(variant_cell(r), f"{r['params_nonzero']:,}/{r['params_total']:,}",
+                  f"{r['macs']:,}" + ("?" if r.get("macs_incomplete") else ""),
                   _fmt_bytes(r["size_gzip_bytes"]), f"{r['size_ratio']:.3f}",
                   f"{r['latency_ms']['median']:.4f}", f"{r['latency_ms']['p90']:.4f}",
-                  f"{r['speedup']:.2f} [{lo:.2f}, {hi:.2f}]", f"{r['accuracy']:.4f}",
-                  f"{r['accuracy_delta_pts']:+.2f}", f"{r['p_value']:.3g}")
+                  runs_cell(r), f"{r['speedup']:.2f} [{lo:.2f}, {hi:.2f}]",
+                  f"{r.get('speedup_all', r['speedup']):.2f}", f"{r['accuracy']:.4f}",
+                  delta_cell(r), f"{r['p_value']:.3g}")
     return t
 
 
 def show(table: Table) -> None:
     """Print a table to stdout."""
     Console(width=max(120, Console().width)).print(table)
+
+
+def warn_if_never_quiet(records: list[dict]) -> None:
+    """One line on stderr when the latency of any record fell back to every run."""
+    import sys
+
+    from ..measurement.latency import fallback_warning
+
+    warn = fallback_warning(records)
+    if warn:
+        print(f"edgepress: {warn}", file=sys.stderr)

@@ -5,7 +5,7 @@ Example:
     >>> rec = measure("runs/mlp")  # doctest: +SKIP
 """
 
-from .comparison import compare
+from .comparison import REFERENCE_AGAIN, compare, measured_rows
 from .record import measure, measure_all
 
-__all__ = ["compare", "measure", "measure_all"]
+__all__ = ["REFERENCE_AGAIN", "compare", "measure", "measure_all", "measured_rows"]

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Callable
@@ -23,11 +24,11 @@ import numpy as np
 from ..checkpoint import Run, load_run
 from ..data import Dataset, default_data, load_data
 from ..errors import InputError
-from .graph import count_macs, count_params, load_onnx
+from .graph import count_params, load_onnx, mac_report
 from .latency import time_interleaved
 from .machine import machine_info, versions
 from .runtimes import Runtime, Session, get_runtime
-from .size import file_sizes
+from .size import file_sha256, file_sizes
 from .stats import sqnr_db, wilson_ci
 
 EVAL_BATCH = 256
@@ -35,17 +36,40 @@ EVAL_BATCH = 256
 
 @dataclass
 class Target:
-    """One thing to measure: a run directory or a bare deployment file."""
+    """One thing to measure: a run directory or a bare deployment file.
+
+    Parameters and MACs are counted on ``onnx_path``: the deployment file itself
+    (``counts_from="deployment"``) or, for a run measured in another format, its ONNX twin
+    (``"onnx-twin"``). A bare file without an ONNX graph (``onnx_path=None``) brings its
+    ``counts`` instead, as :meth:`Runtime.file_counts` read them.
+    """
 
     label: str
-    path: Path          # the deployment file the runtime loads
-    onnx_path: Path     # the ONNX graph that params and MACs are read from
+    path: Path               # the deployment file the runtime loads
+    onnx_path: Path | None   # the ONNX graph that params and MACs are read from
     run: Run | None = None
+    counts_from: str = "deployment"
+    counts: dict | None = None  # the record's count fields, when there is no ONNX graph
 
     @property
     def model_name(self) -> str:
         """The record's ``model`` field."""
         return self.run.model_name if self.run else self.path.name
+
+    def count(self, input_shape: tuple[int, ...]) -> dict:
+        """``params_total``, ``params_nonzero``, ``macs`` (at ``input_shape``, batch 1 included),
+        and where they come from: ``counts_from`` and ``counts_file``.
+        """
+        if self.onnx_path is None:
+            assert self.counts is not None, "a target without an ONNX graph brings its counts"
+            unknown = self.counts.get("counts_from") == "unavailable"
+            return {"macs_incomplete": unknown, "macs_incomplete_nodes": [], **self.counts}
+        model = load_onnx(self.onnx_path)
+        total, nonzero = count_params(model)
+        macs, missing = mac_report(model, input_shape)
+        return {"params_total": total, "params_nonzero": nonzero, "macs": macs,
+                "macs_incomplete": bool(missing), "macs_incomplete_nodes": missing,
+                "counts_from": self.counts_from, "counts_file": str(self.onnx_path)}
 
 
 @dataclass
@@ -70,14 +94,20 @@ def resolve_target(spec: str | os.PathLike, runtime: Runtime) -> Target:
         fmt = runtime.suffix.lstrip(".")
         path = ensure_deployment(run, fmt)
         onnx_path = ensure_deployment(run, "onnx") if fmt != "onnx" else path
-        return Target(run.name, path, onnx_path, run)
+        return Target(run.name, path, onnx_path, run,
+                      counts_from="deployment" if fmt == "onnx" else "onnx-twin")
     if not p.exists():
         raise InputError(f"{str(p)!r} does not exist (expected a run directory or a "
                          f"{runtime.suffix} file)")
     if p.suffix != runtime.suffix:
-        raise InputError(f"{str(p)!r} is not a {runtime.suffix} file for {runtime.name}")
-    load_onnx(p)  # fail early and clearly on a truncated or non-ONNX file
-    return Target(p.stem, p, p)
+        hint = {".onnx": "onnxruntime", ".pte": "executorch"}.get(p.suffix)
+        raise InputError(f"{str(p)!r} is not a {runtime.suffix} file for {runtime.name}"
+                         + (f"; measure it with --runtime {hint}" if hint else ""))
+    if p.suffix == ".onnx":
+        load_onnx(p)  # fail early and clearly on a truncated or non-ONNX file
+        return Target(p.stem, p, p)
+    counts = runtime.file_counts(p)  # no ONNX graph: the runtime reads the file itself
+    return Target(p.stem, p, None, counts_from=counts["counts_from"], counts=counts)
 
 
 def resolve_data(target: Target, data: str | None) -> str:
@@ -154,30 +184,29 @@ def _fidelity(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int) -> d
 
 def _record(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int, batch: int,
             xb: np.ndarray) -> dict:
-    t, model = loaded.target, load_onnx(loaded.target.onnx_path)
-    total, nonzero = count_params(model)
+    t = loaded.target
     size, size_gz = file_sizes(t.path)
     correct = loaded.logits.argmax(1) == ds.y_test
     acc = float(correct.mean())
     kernels, kernel_us = loaded.session.kernels(xb)
     prov = t.run.meta.get("provenance", {}) if t.run else {}
+    rss = runtime.peak_rss(t.path, threads=threads, x=xb)  # peak, baseline, includes torch
     return {
         "schema": 1, "model": t.model_name, "variant": t.label, "data": ds.name,
         "n_test": int(len(ds.y_test)), "seed": prov.get("seed"),
         "runtime": runtime.name, "runtime_version": runtime.version(), "threads": threads,
         "batch": batch, "machine": machine_info(), "versions": versions(),
-        "params_total": total, "params_nonzero": nonzero,
-        "macs": count_macs(model, (1, *loaded.x.shape[1:])),
+        **t.count((1, *loaded.x.shape[1:])),  # params_total, params_nonzero, macs, counts_from
         "size_bytes": size, "size_gzip_bytes": size_gz,
         "accuracy": acc, "accuracy_ci95": list(wilson_ci(int(correct.sum()), len(correct))),
         "latency_ms": {}, "load_ms": float(loaded.session.load_ms),
-        "peak_rss_mb": runtime.peak_rss_mb(t.path, threads=threads, x=xb),
+        **rss, "peak_rss_model_mb": max(0.0, rss["peak_rss_mb"] - rss["rss_baseline_mb"]),
         "kernels": kernels, "kernel_time_us": kernel_us,
         "fidelity": _fidelity(loaded, runtime, ds, threads),
         "deployment": (t.run.meta.get("deployment") if t.run else
                        {"format": t.path.suffix.lstrip("."), "source": str(t.path)}),
         "file": str(t.path),
-        **runtime.record_extras(loaded.session, t.path),  # after peak_rss_mb: may use its probe
+        **runtime.record_extras(loaded.session, t.path),  # after peak_rss: may use its probe
     }
 
 
@@ -188,12 +217,19 @@ def _runner(session: Session, x: np.ndarray) -> Callable[[], object]:
 
 def measure_all(specs: list[str | os.PathLike], *, data: str | None = None,
                 runtime: str = "onnxruntime", threads: int = 1, batch: int = 1,
+                reference_again: bool = False,
                 ) -> tuple[list[dict], list[np.ndarray], Dataset]:
     """Measure every target; their latencies come from one interleaved session.
 
+    With ``reference_again``, a second session of the first target's file is timed in the same
+    rounds and its record (a copy of the first's with its own latency) is appended last: how far
+    it lands from the first is the session's noise floor (see :mod:`.comparison`).
+
     Returns:
         ``(records, correct, dataset)``: one contract record per target, each target's
-        per-example correctness on the test split, and the dataset used.
+        per-example correctness on the test split, and the dataset used. Each record also holds
+        ``_latency_samples_ms`` (the kept runs: the same rounds for every model) and
+        ``_latency_all_ms`` (every run), for the caller to pop.
 
     Raises:
         InputError: bad paths, data, thread or batch counts, or shapes that do not fit.
@@ -209,11 +245,18 @@ def measure_all(specs: list[str | os.PathLike], *, data: str | None = None,
     inputs = [_batch_input(lo, batch) for lo in loaded]
     records = [_record(lo, rt, ds, threads, batch, xb) for lo, xb in zip(loaded, inputs,
                                                                           strict=True)]
+    for rec, t in zip(records, targets, strict=True):
+        rec["deployment_sha256"] = file_sha256(t.path)
     runners = [_runner(lo.session, xb) for lo, xb in zip(loaded, inputs, strict=True)]
+    if reference_again:
+        again = rt.load(targets[0].path, threads=threads)
+        runners.append(_runner(again, inputs[0]))
+        records.append({**copy.deepcopy(records[0]), "load_ms": float(again.load_ms)})
     timings = time_interleaved(runners)
     for rec, tm in zip(records, timings, strict=True):
         rec["latency_ms"] = tm.summary()
         rec["_latency_samples_ms"] = tm.kept  # quiet rounds: the same for every model
+        rec["_latency_all_ms"] = tm.ms
     correct = [lo.logits.argmax(1) == ds.y_test for lo in loaded]
     return records, correct, ds
 
@@ -223,6 +266,7 @@ def measure(spec: str | os.PathLike, *, data: str | None = None, runtime: str = 
     """Measure one run directory or deployment file; return its record (see the contract)."""
     records, _, _ = measure_all([spec], data=data, runtime=runtime, threads=threads, batch=batch)
     records[0].pop("_latency_samples_ms")
+    records[0].pop("_latency_all_ms")
     return records[0]
 
 

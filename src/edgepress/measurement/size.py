@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 
 
@@ -18,3 +19,19 @@ def file_sizes(path: str | os.PathLike) -> tuple[int, int]:
     with open(path, "rb") as f:
         data = f.read()
     return len(data), len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, hex (two records with the same one deployed the same bytes).
+
+    Example:
+        >>> import tempfile
+        >>> p = tempfile.mktemp(); _ = open(p, "wb").write(b"abc")
+        >>> file_sha256(p)[:16]
+        'ba7816bf8f01cfea'
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

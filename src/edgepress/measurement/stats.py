@@ -39,6 +39,27 @@ def mcnemar_exact(correct_a, correct_b) -> float:  # noqa: ANN001
     return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
+def paired_delta_ci(correct_ref, correct_other, z: float = 1.959964) -> tuple[float, float]:  # noqa: ANN001
+    """95% CI of ``accuracy(other) − accuracy(ref)`` on the same examples: Agresti and Min's
+    (2005) interval for matched proportions (a Wald interval after adding ½ to each of the four
+    paired cells). It depends on the discordant pairs, so two models that agree on nearly every
+    example get a narrow interval, as they should.
+
+    >>> lo, hi = paired_delta_ci([True] * 90 + [False] * 10, [True] * 88 + [False] * 12)
+    >>> round(lo, 4), round(hi, 4)
+    (-0.0527, 0.0135)
+    >>> [round(v, 5) for v in paired_delta_ci([True] * 10000, [True] * 10000)]
+    [-0.0002, 0.0002]
+    """
+    a, b = np.asarray(correct_ref, bool), np.asarray(correct_other, bool)
+    n = len(a) + 2.0  # four cells, ½ each
+    only_other, only_ref = int((~a & b).sum()) + 0.5, int((a & ~b).sum()) + 0.5
+    d = (only_other - only_ref) / n
+    var = (only_other + only_ref - (only_other - only_ref) ** 2 / n) / n ** 2
+    half = z * math.sqrt(max(var, 0.0))
+    return (max(-1.0, d - half), min(1.0, d + half))
+
+
 def bootstrap_speedup(ref_ms: np.ndarray, other_ms: np.ndarray, *, n_boot: int = 2000,
                       n_blocks: int = 40, seed: int = 0) -> tuple[float, float]:
     """95% CI of median(ref)/median(other) by a paired block bootstrap over interleaved rounds.
@@ -66,25 +87,56 @@ def bootstrap_speedup(ref_ms: np.ndarray, other_ms: np.ndarray, *, n_boot: int =
     return float(lo), float(hi)
 
 
-SESSION_RESOLUTION = 0.01  # see with_session_resolution
+MIN_NOISE_FLOOR = 0.005  # a measured floor is never taken as below 0.5%
 
 
-def with_session_resolution(speedup: float, ci: tuple[float, float],
-                            resolution: float = SESSION_RESOLUTION) -> tuple[float, float]:
-    """Widen a timing CI to at least ±``resolution`` (relative) around ``speedup``.
+def noise_floor(ref_ms: float, again_ms: float, minimum: float = MIN_NOISE_FLOOR) -> float:
+    """The relative difference between two sessions of the *same* file timed in the same rounds:
+    ``|A′/A − 1|``, at least ``minimum``.
 
-    The bootstrap sees only the noise within one session. Two ONNX Runtime sessions of the *same*
-    file also differ by a fixed amount (where their buffers landed in memory): ten ``compare A A``
-    runs here gave speed-ups from 0.998 to 1.007, each with a bootstrap CI a few 0.1% wide that
-    excluded 1 half the time. Differences under 1% are therefore not resolved, and the reported
-    interval says so.
+    The bootstrap sees only the noise within one session; two sessions of one file also differ by
+    a fixed amount (where their buffers landed in memory: ten ``compare A A`` runs on one host
+    gave 0.998–1.007). Differences below this floor are not resolved.
 
-    >>> [round(v, 5) for v in with_session_resolution(1.007, (1.0067, 1.0073))]
-    [0.99693, 1.01707]
-    >>> with_session_resolution(2.0, (1.9, 2.1))
-    (1.9, 2.1)
+    >>> noise_floor(1.0, 1.007)
+    0.007
+    >>> noise_floor(1.0, 1.001)
+    0.005
     """
-    return min(ci[0], speedup * (1 - resolution)), max(ci[1], speedup * (1 + resolution))
+    return max(minimum, round(abs(again_ms / ref_ms - 1.0), 12))
+
+
+def widen_ci(speedup: float, ci: tuple[float, float], floor: float,
+             speedup_all: float | None = None) -> tuple[float, float]:
+    """A timing CI widened to at least ±``floor`` (relative) around ``speedup``, and to cover
+    ``speedup_all`` (the ratio over every round, quiet or not) when it falls outside.
+
+    >>> [round(v, 5) for v in widen_ci(1.007, (1.0067, 1.0073), 0.01)]
+    [0.99693, 1.01707]
+    >>> widen_ci(2.0, (1.9, 2.1), 0.01)
+    (1.9, 2.1)
+    >>> widen_ci(2.0, (1.95, 2.05), 0.01, speedup_all=2.2)
+    (1.95, 2.2)
+    """
+    lo, hi = min(ci[0], speedup * (1 - floor)), max(ci[1], speedup * (1 + floor))
+    if speedup_all is not None:
+        lo, hi = min(lo, speedup_all), max(hi, speedup_all)
+    return lo, hi
+
+
+def latency_change(ci: tuple[float, float], floor: float) -> str:
+    """``"faster"``, ``"slower"``, or ``"no measurable change"`` when the speed-up CI overlaps
+    ``1 ± floor``.
+
+    >>> latency_change((1.2, 1.3), 0.01), latency_change((0.995, 1.3), 0.01)
+    ('faster', 'no measurable change')
+    >>> latency_change((0.5, 0.7), 0.01)
+    'slower'
+    """
+    lo, hi = ci
+    if lo <= 1 + floor and hi >= 1 - floor:
+        return "no measurable change"
+    return "faster" if lo > 1 else "slower"
 
 
 def _binned(ms: np.ndarray, max_points: int = 2000) -> np.ndarray:

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -233,14 +234,18 @@ def _val_accuracy(run_dir: Path, data: str) -> float:
 
 def _measure(st: _Study, runs: dict[str, Path], runtimes: list[str]) -> list[dict]:
     from ..measurement import compare
+    from ..measurement.latency import fallback_warning
 
     records: list[dict] = []
     for rt in runtimes:
         st.say(f"[bold cyan]measuring[/] {len(ROWS)} variants on {rt}, latency interleaved")
         t0 = time.perf_counter()
-        records += compare([runs[r] for r in ROWS], data=st.data, runtime=rt,
-                           variants=list(ROWS))
+        rows = compare([runs[r] for r in ROWS], data=st.data, runtime=rt, variants=list(ROWS))
         st.seconds[f"compare {rt}"] = round(time.perf_counter() - t0, 1)
+        warn = fallback_warning(rows)
+        if warn:
+            print(f"edgepress: {warn} ({rt})", file=sys.stderr)
+        records += rows
     return records
 
 
