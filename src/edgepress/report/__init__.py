@@ -20,6 +20,14 @@ from .pareto import pareto_front
 from .plots import write_plots
 from .table import COLUMNS, csv_rows, markdown_table
 
+LATENCY_NOTE = (
+    "Latency: the median of the runs in quiet blocks (blocks in which the models' shared "
+    "slow-down stayed within 5%; 'runs kept' gives their number and share, 'never quiet' means "
+    "every run was kept). 'Speed-up, all runs' uses every round. The noise floor is how far a "
+    "second session of the reference file, timed in the same rounds, landed from the first; "
+    "every speed-up CI is at least ± that floor, and a CI that overlaps 1 ± floor is "
+    "'no measurable change'. Δ pts comes with the 95% CI of the paired difference.")
+
 __all__ = ["effect_sentence", "markdown_table", "pareto_front", "render_report",
            "write_comparison"]
 
@@ -30,8 +38,13 @@ def write_comparison(records: list[dict], out: str | os.PathLike, *, stem: str, 
     """Write ``STEM.md``, ``STEM.csv``, ``STEM.json``, the PNG plots and ``report.html`` into
     ``out`` (each file atomically); return ``{kind: path}``.
     """
+    from ..measurement.comparison import measured_rows
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    every = records
+    records = measured_rows(records)  # the noise-floor rows stay in the JSON only
+    notes = [*(notes or []), LATENCY_NOTE]
     plots = write_plots(records, out)
     sentences = [effect_sentence(r, _reference(records, r)) for r in records]
     md = [f"# {title}", "", markdown_table(records), "## What each variant really bought", ""]
@@ -44,7 +57,7 @@ def write_comparison(records: list[dict], out: str | os.PathLike, *, stem: str, 
              "html": out / "report.html"}
     _write_text(files["md"], "\n".join(md) + "\n")
     _write_text(files["csv"], _csv(records))
-    write_json(files["json"], records)
+    write_json(files["json"], every)
     _write_text(files["html"], render_report(title, records, plots=plots,
                                              definitions=definitions or {}, notes=notes))
     return {**files, **{f"plot_{k}": v for k, v in plots.items()}}

@@ -13,6 +13,7 @@ import html
 from pathlib import Path
 
 from .effects import effect_sentence
+from .table import delta_cell, runs_cell, speedup_all_cell, variant_cell
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -24,19 +25,23 @@ img{max-width:100%;border:1px solid #eee;margin:.5rem 0}
 code{background:#f6f6f6;padding:0 .2rem}.small{color:#555;font-size:.85rem}
 """
 
-_COLUMNS = [("variant", lambda r: r["variant"]), ("runtime", lambda r: r["runtime"]),
+_COLUMNS = [("variant", variant_cell), ("runtime", lambda r: r["runtime"]),
             ("params non-zero / total",
              lambda r: f"{r['params_nonzero']:,} / {r['params_total']:,}"),
-            ("MACs", lambda r: f"{r['macs']:,}"), ("bytes", lambda r: f"{r['size_bytes']:,}"),
+            ("MACs", lambda r: f"{r['macs']:,}" + (" (incomplete)" if r.get("macs_incomplete")
+                                                   else "")),
+            ("bytes", lambda r: f"{r['size_bytes']:,}"),
             ("gzip bytes", lambda r: f"{r['size_gzip_bytes']:,}"),
             ("median / p90 ms",
              lambda r: f"{r['latency_ms']['median']:.4f} / {r['latency_ms']['p90']:.4f}"),
+            ("runs kept", runs_cell),
             ("speed-up [95% CI]", lambda r: f"{r['speedup']:.2f}× [{r['speedup_ci95'][0]:.2f}, "
                                             f"{r['speedup_ci95'][1]:.2f}]"),
+            ("speed-up, all runs (noise floor)", speedup_all_cell),
             ("accuracy [95% CI]", lambda r: f"{100 * r['accuracy']:.2f}% "
                                             f"[{100 * r['accuracy_ci95'][0]:.2f}, "
                                             f"{100 * r['accuracy_ci95'][1]:.2f}]"),
-            ("Δ pts", lambda r: f"{r['accuracy_delta_pts']:+.2f}"),
+            ("Δ pts [95% CI]", delta_cell),
             ("p-value", lambda r: f"{r['p_value']:.2g}")]
 
 

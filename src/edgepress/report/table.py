@@ -15,7 +15,10 @@ from __future__ import annotations
 COLUMNS = ["variant", "runtime", "params_total", "params_nonzero", "macs", "size_bytes",
            "size_gzip_bytes", "latency_median_ms", "latency_p90_ms", "speedup",
            "speedup_ci95_low", "speedup_ci95_high", "size_ratio", "accuracy",
-           "accuracy_ci95_low", "accuracy_ci95_high", "accuracy_delta_pts", "p_value"]
+           "accuracy_ci95_low", "accuracy_ci95_high", "accuracy_delta_pts", "p_value",
+           "accuracy_delta_ci95_low_pts", "accuracy_delta_ci95_high_pts", "speedup_all",
+           "noise_floor", "latency_change", "runs_kept", "runs_all", "quiet_fraction",
+           "quiet_fallback", "macs_incomplete", "deployment_sha256", "same_deployment_as"]
 
 
 def csv_rows(records: list[dict]) -> list[dict]:
@@ -30,13 +33,67 @@ def csv_rows(records: list[dict]) -> list[dict]:
              "speedup_ci95_high": r["speedup_ci95"][1], "size_ratio": r.get("size_ratio", 1.0),
              "accuracy": r["accuracy"], "accuracy_ci95_low": r["accuracy_ci95"][0],
              "accuracy_ci95_high": r["accuracy_ci95"][1],
-             "accuracy_delta_pts": r["accuracy_delta_pts"], "p_value": r["p_value"]}
+             "accuracy_delta_pts": r["accuracy_delta_pts"], "p_value": r["p_value"],
+             **_provenance(r)}
             for r in records]
 
 
+def _provenance(r: dict) -> dict:
+    """How far the figures can be trusted: runs kept, quiet share, all-rounds speed-up, the
+    measured noise floor, whether MACs were complete, and which file was deployed.
+    """
+    lat = r["latency_ms"]
+    ci = r.get("accuracy_delta_ci95_pts") or [None, None]
+    return {"accuracy_delta_ci95_low_pts": ci[0], "accuracy_delta_ci95_high_pts": ci[1],
+            "speedup_all": r.get("speedup_all"), "noise_floor": r.get("noise_floor"),
+            "latency_change": r.get("latency_change"), "runs_kept": lat.get("runs"),
+            "runs_all": lat.get("runs_all"), "quiet_fraction": lat.get("quiet_fraction"),
+            "quiet_fallback": lat.get("quiet_fallback"),
+            "macs_incomplete": r.get("macs_incomplete"),
+            "deployment_sha256": r.get("deployment_sha256"),
+            "same_deployment_as": r.get("same_deployment_as")}
+
+
+def runs_cell(r: dict) -> str:
+    """Runs kept and the quiet share, e.g. ``812 (54% quiet)``; ``all 900 (never quiet)`` when
+    the host never was.
+
+    >>> runs_cell({"latency_ms": {"runs": 812, "quiet_fraction": 0.54}})
+    '812 (54% quiet)'
+    >>> runs_cell({"latency_ms": {"runs": 900, "quiet_fraction": 0.2, "quiet_fallback": True}})
+    'all 900 (never quiet: 20%)'
+    """
+    lat = r["latency_ms"]
+    q = lat.get("quiet_fraction")
+    if lat.get("quiet_fallback"):
+        return f"all {lat['runs']} (never quiet: {q:.0%})"
+    return f"{lat['runs']}" + (f" ({q:.0%} quiet)" if q is not None else "")
+
+
+def speedup_all_cell(r: dict) -> str:
+    """The all-rounds speed-up and the noise floor, e.g. ``2.01× (floor 0.6%)``."""
+    s, f = r.get("speedup_all"), r.get("noise_floor")
+    if s is None:
+        return "—"
+    return f"{s:.2f}×" + (f" (floor {100 * f:.1f}%)" if f is not None else "")
+
+
+def delta_cell(r: dict) -> str:
+    """The accuracy delta with the CI of the paired difference, e.g. ``-0.14 [-0.41, +0.12]``."""
+    ci = r.get("accuracy_delta_ci95_pts")
+    d = f"{r['accuracy_delta_pts']:+.2f}"
+    return f"{d} [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else d
+
+
+def variant_cell(r: dict) -> str:
+    """The variant's name, with the row it shares its deployment file with."""
+    same = r.get("same_deployment_as")
+    return f"{r['variant']} (same deployment as {same})" if same else r["variant"]
+
+
 HEADER = ["variant", "runtime", "params (non-zero / total)", "MACs", "bytes", "gzip bytes",
-          "latency median / p90 ms", "speed-up [95% CI]", "accuracy ± 95% CI", "Δ pts",
-          "p-value"]
+          "latency median / p90 ms", "runs kept", "speed-up [95% CI]", "speed-up, all runs",
+          "accuracy ± 95% CI", "Δ pts [95% CI]", "p-value"]
 
 
 def markdown_table(records: list[dict]) -> str:
@@ -46,11 +103,13 @@ def markdown_table(records: list[dict]) -> str:
         lo, hi = r["speedup_ci95"]
         a_lo, a_hi = r["accuracy_ci95"]
         half = max(r["accuracy"] - a_lo, a_hi - r["accuracy"])
-        cells = [r["variant"], r["runtime"], f"{r['params_nonzero']:,} / {r['params_total']:,}",
-                 f"{r['macs']:,}", f"{r['size_bytes']:,}", f"{r['size_gzip_bytes']:,}",
+        macs = f"{r['macs']:,}" + (" (incomplete)" if r.get("macs_incomplete") else "")
+        cells = [variant_cell(r), r["runtime"],
+                 f"{r['params_nonzero']:,} / {r['params_total']:,}", macs,
+                 f"{r['size_bytes']:,}", f"{r['size_gzip_bytes']:,}",
                  f"{r['latency_ms']['median']:.4f} / {r['latency_ms']['p90']:.4f}",
-                 f"{r['speedup']:.2f}× [{lo:.2f}, {hi:.2f}]",
-                 f"{100 * r['accuracy']:.2f}% ± {100 * half:.2f}",
-                 f"{r['accuracy_delta_pts']:+.2f}", f"{r['p_value']:.2g}"]
+                 runs_cell(r), f"{r['speedup']:.2f}× [{lo:.2f}, {hi:.2f}]", speedup_all_cell(r),
+                 f"{100 * r['accuracy']:.2f}% ± {100 * half:.2f}", delta_cell(r),
+                 f"{r['p_value']:.2g}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
