@@ -26,3 +26,33 @@ def reuse_or_train(model: str, data: str, given: Path, mine: Path, *,
         print(f"training {model} on {data} into {mine}", flush=True)
         train(model, data=data, out=mine, epochs=epochs, progress=False)
     return mine
+
+
+def provenance() -> str:
+    """One line: the commit measured, the measurement protocol's commit (the last change to
+    ``src/edgepress/measurement``), and the host (CPU, ISA), for every results file.
+    """
+    import subprocess
+
+    from edgepress.measurement.machine import machine_info
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=30,
+                                  cwd=Path(__file__).parent).stdout.strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--", "../src") not in (
+        "", "unknown") else ""
+    protocol = git("log", "-1", "--format=%h", "--", "../src/edgepress/measurement")
+    m = machine_info()
+    return (f"Measured at commit {head}{dirty}; measurement protocol of commit {protocol}; "
+            f"host {m['cpu']}, {m['cores']} cores, ISA {', '.join(m['isa'])}.")
+
+
+def stamped(md: str) -> str:
+    """``md`` with the :func:`provenance` line after its first line (the title)."""
+    first, _, rest = md.partition("\n")
+    return f"{first}\n\n{provenance()}\n{rest}"

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import reuse_or_train
+from _common import reuse_or_train, stamped
 
 from edgepress.errors import InputError
 
@@ -59,7 +59,7 @@ def main() -> None:
               "compress": summary, "minutes": (time.perf_counter() - t0) / 60}
     (out / "deep_compression.json").write_text(json.dumps(result, indent=2))
     md = report(result)
-    (out / "deep_compression.md").write_text(md)
+    (out / "deep_compression.md").write_text(stamped(md))
     print(md)
 
 

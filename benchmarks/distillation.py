@@ -25,7 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _common import reuse_or_train
+from _common import reuse_or_train, stamped
 
 from edgepress.distill import DistillConfig, distill
 
@@ -65,7 +65,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "distillation.json").write_text(json.dumps(result, indent=2))
     md = table(result)
-    (out / "distillation.md").write_text(md)
+    (out / "distillation.md").write_text(stamped(md))
     print(md)
 
 

@@ -15,6 +15,8 @@ import json
 import time
 from pathlib import Path
 
+from _common import stamped
+
 from edgepress import compare, measure, train
 from edgepress.checkpoint import load_run
 
@@ -56,6 +58,7 @@ def main() -> None:
             "quiet_fractions": [x.get("quiet_fraction", 1.0) for x in lat],
             "accuracies": [m["accuracy"] for m in ms],
             "aa_speedup": aa[1]["speedup"], "aa_speedup_ci95": aa[1]["speedup_ci95"],
+            "noise_floor": aa[1]["noise_floor"],
             "peak_rss_mb": m1["peak_rss_mb"], "kernels": m1["kernels"],
         }
         rows.append(row)
@@ -63,7 +66,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "foundation.json").write_text(json.dumps(rows, indent=2))
     md = table(rows, args.data)
-    (out / "foundation.md").write_text(md)
+    (out / "foundation.md").write_text(stamped(md))
     print(md)
 
 

@@ -19,9 +19,10 @@ import json
 import time
 from pathlib import Path
 
-from _common import reuse_or_train
+from _common import reuse_or_train, stamped
 
 from edgepress import compare
+from edgepress.measurement import measured_rows
 from edgepress.prune import FinetuneOptions, PruneConfig, prune, scan_run
 
 # name -> (parent model, config options, fine-tune epochs, fine-tune train subset)
@@ -68,13 +69,13 @@ def main() -> None:
         cmp = compare([parents[family], *[runs / n for n in variants]], data=args.data,
                       variants=[family, *variants])
         (out / f"compare-{family}.json").write_text(json.dumps(cmp, indent=2))
-        for rec, name in zip(cmp, [family, *variants], strict=True):
+        for rec, name in zip(measured_rows(cmp), [family, *variants], strict=True):
             rows.append(row(rec, cmp[0], made.get(name), family))
         print(f"compared {family}", flush=True)
     minutes = (time.perf_counter() - t0) / 60
     (out / "pruning.json").write_text(json.dumps(rows, indent=2))
     md = report(rows, args, minutes)
-    (out / "pruning.md").write_text(md)
+    (out / "pruning.md").write_text(stamped(md))
     print(md)
 
 

@@ -24,10 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import stamped
+
 from edgepress import train
 from edgepress.checkpoint import load_run
 from edgepress.data import load_data
-from edgepress.measurement import compare
+from edgepress.measurement import compare, measured_rows
 from edgepress.quantize import QuantConfig, quantize
 from edgepress.quantize.deploy import build_quantized, export_fp32
 from edgepress.quantize.evaluate import OnnxEval, compare_logits
@@ -59,7 +61,7 @@ def baseline(spec: str, args) -> Path:
 
 def versus(base: Path, variant: Path, args, explain_slow: bool = True) -> dict:
     """compare([fp32, variant]) plus the per-operator explanation when it is not faster."""
-    ref, rec = compare([base, variant], data=args.data)
+    ref, rec = measured_rows(compare([base, variant], data=args.data))
     saved = json.loads((Path(variant) / "metrics.json").read_text())  # quantize's extra fields
     for key in ("quantize_seconds", "packed_ratio", "float_layers"):
         rec[key] = saved.get(key)
@@ -179,7 +181,7 @@ def _run_qat(base: Path, spec: str, ptq: Path, cfg: QuantConfig, args, out: Path
     t0 = time.perf_counter()
     quantize(base, cfg, out=q, data=args.data, progress=False)
     seconds = time.perf_counter() - t0
-    ref, r_ptq, r_qat = compare([base, ptq, q], data=args.data)
+    ref, r_ptq, r_qat = measured_rows(compare([base, ptq, q], data=args.data))
     loss = ref["accuracy"] - r_ptq["accuracy"]
     recovered = (r_qat["accuracy"] - r_ptq["accuracy"]) / loss if loss > 0 else None
     return {"model": spec, "config": cfg.to_dict(), "tried": tried, "seconds": seconds,
@@ -332,7 +334,7 @@ def main() -> None:
                                                                           *sections])
     (out / f"{stem}.json").write_text(json.dumps(res, indent=2, default=str))
     md = markdown(res, args)
-    (out / f"{stem}.md").write_text(md)
+    (out / f"{stem}.md").write_text(stamped(md))
     print(md)
 
 

@@ -20,10 +20,11 @@ import math
 import time
 from pathlib import Path
 
-from _common import reuse_or_train
+from _common import reuse_or_train, stamped
 
 from edgepress import compare
 from edgepress.checkpoint import load_run
+from edgepress.measurement import measured_rows
 from edgepress.structure import StructureConfig, structure
 
 FAMILIES = ("mlp", "cnn", "mobilenet-mini")
@@ -58,12 +59,12 @@ def main() -> None:
                       variants=[family, *variants])
         (out / f"compare-{family}.json").write_text(json.dumps(cmp, indent=2))
         rows += [row(rec, cmp[0], made.get(name), family)
-                 for rec, name in zip(cmp, [family, *variants], strict=True)]
+                 for rec, name in zip(measured_rows(cmp), [family, *variants], strict=True)]
         print(f"compared {family}", flush=True)
     minutes = (time.perf_counter() - t0) / 60
     (out / "structure.json").write_text(json.dumps(rows, indent=2))
     md = report(rows, args, minutes)
-    (out / "structure.md").write_text(md)
+    (out / "structure.md").write_text(stamped(md))
     print(md)
 
 
