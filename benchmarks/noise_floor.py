@@ -27,7 +27,7 @@ from pathlib import Path
 from _common import stamped
 
 from edgepress import compare, train
-from edgepress.prune import PruneConfig, prune
+from edgepress.prune import FinetuneOptions, PruneConfig, prune
 from edgepress.quantize import QuantConfig, quantize
 
 BUSY = ("import numpy as np, time\n"
@@ -70,7 +70,8 @@ def variants(args: argparse.Namespace, cnn: Path) -> dict[str, Path]:
         quantize(cnn, QuantConfig(mode="static", granularity="channel"), out=int8,
                  progress=False)
     if not (pruned / "model.json").is_file():
-        prune(cnn, PruneConfig(method="channel", channel_ratio=0.5), out=pruned, progress=False)
+        prune(cnn, PruneConfig(method="channel", channel_ratio=0.5,
+                               finetune=FinetuneOptions(epochs=0)), out=pruned, progress=False)
     return {"int8": int8, "pruned": pruned}
 
 
