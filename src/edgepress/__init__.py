@@ -21,6 +21,8 @@ from .version import __version__
 
 _LAZY = {
     "train": "edgepress.api",
+    "import_model": "edgepress.api",
+    "load_weights_": "edgepress.weights",
     "measure": "edgepress.measurement",
     "compare": "edgepress.measurement",
     "load_data": "edgepress.data",

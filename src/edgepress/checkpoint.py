@@ -58,6 +58,7 @@ def new_meta(*, zoo: str | None = None, kwargs: dict | None = None, onnx_source:
     arch: dict[str, Any] = {"input_shape": list(input_shape), "num_classes": num_classes}
     if zoo is not None:
         arch.update(zoo=zoo, kwargs=dict(kwargs or {}))
+        arch.update(_user_source(zoo))
     if onnx_source is not None:
         arch["onnx"] = onnx_source
     return {
@@ -72,6 +73,13 @@ def new_meta(*, zoo: str | None = None, kwargs: dict | None = None, onnx_source:
         },
         "deployment": fp32_deployment(),
     }
+
+
+def _user_source(zoo: str) -> dict[str, Any]:
+    """``{"source": {...}}`` for a user's model (its file and sha256), else nothing."""
+    from .zoo.user import is_user_spec, source_record, split_user_spec
+
+    return {"source": source_record(split_user_spec(zoo)[0])} if is_user_spec(zoo) else {}
 
 
 @dataclass
@@ -96,7 +104,11 @@ class Run:
         arch = self.meta["architecture"]
         if "zoo" in arch:
             opts = ",".join(f"{k}={v}" for k, v in arch.get("kwargs", {}).items())
-            return f"{arch['zoo']}:{opts}" if opts else arch["zoo"]
+            name = arch["zoo"]
+            if "source" in arch:  # a user's FILE.py:FACTORY: the file's name is enough here
+                source, _, factory = name.rpartition(":")
+                name = f"{Path(source).name}:{factory}"
+            return f"{name}:{opts}" if opts else name
         return Path(arch.get("onnx", "model.onnx")).name
 
     @property
@@ -123,6 +135,10 @@ class Run:
         if not self.has_weights:
             raise InputError(f"run {str(self.path)!r} has no PyTorch weights (model.safetensors)")
         arch = self.meta["architecture"]
+        if "source" in arch:  # a user's model: its code must be the code the run was made with
+            from .zoo.user import check_source
+
+            check_source(arch["source"], f"run {str(self.path)!r}")
         model = create_model(arch["zoo"] + _kwargs_suffix(arch.get("kwargs", {})),
                              input_shape=self.input_shape, num_classes=arch["num_classes"])
         try:
@@ -243,13 +259,27 @@ def atomic_path(path: Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def check_output_dir(out: str | os.PathLike) -> Path:
-    """Validate an output run directory path before any work is done.
+def check_output_dir(out: str | os.PathLike,
+                     inputs: tuple[str | os.PathLike | Run, ...] = ()) -> Path:
+    """Validate an output run directory path before any work is done: the one guard every
+    producing command goes through.
+
+    Args:
+        out: the run directory to write.
+        inputs: the runs (or files) the command reads; ``out`` may be none of them, or the
+            command would replace what it is reading (an fp32 run silently becoming its own
+            int8 child).
 
     Raises:
-        InputError: the path exists and is not a directory, or its parent cannot be created.
+        InputError: the path exists and is not a directory, its parent cannot be created, or
+            it is one of ``inputs``.
     """
     p = Path(out)
+    for given in inputs:
+        src = given.path if isinstance(given, Run) else Path(given)
+        if src.exists() and p.exists() and p.resolve() == src.resolve():
+            raise InputError(f"--out {str(p)!r} is the run being read; write the result "
+                             "somewhere else")
     if p.exists() and not p.is_dir():
         raise InputError(f"output path {str(p)!r} exists and is not a directory")
     for parent in p.absolute().parents:

@@ -60,6 +60,7 @@ class Dataset:
     index_hashes: dict[str, str] = field(default_factory=dict)
     # a left-right mirrored image is still an image of the same class (clothing: yes; digits: no)
     mirror_invariant: bool = False
+    classes: tuple[str, ...] | None = None  # class names, when the data has them (imagefolder)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -100,15 +101,37 @@ def register_data(name: str) -> Callable:
 
 
 def load_data(spec: str) -> Dataset:
-    """Load a dataset by name: ``fashion-mnist``, ``digits`` or ``npz:PATH``.
+    """Load a dataset by name: ``fashion-mnist``, ``digits``, ``npz:PATH`` or
+    ``imagefolder:DIR[@HxW]``.
 
     Raises:
-        InputError: unknown name, missing files, or a malformed ``.npz``.
+        InputError: unknown name, missing files, or malformed data.
     """
     key = spec.split(":", 1)[0]
     if key not in _LOADERS:
-        raise InputError(f"unknown data {spec!r} (known: {', '.join(sorted(_LOADERS))}, npz:PATH)")
+        raise InputError(f"unknown data {spec!r} (known: {', '.join(sorted(_LOADERS))}, npz:PATH, "
+                         "imagefolder:DIR)")
     return _LOADERS[key](spec)
+
+
+def with_input_size(spec: str | None, size: str | None) -> str | None:
+    """``spec`` with an ``--input-size HxW`` folded in: ``imagefolder:DIR@HxW``.
+
+    >>> with_input_size("imagefolder:pets", "32x32"), with_input_size("digits", None)
+    ('imagefolder:pets@32x32', 'digits')
+
+    Raises:
+        InputError: a size for data that is not an image folder, or not ``HxW``.
+    """
+    if size is None:
+        return spec
+    from .imagefolder import parse_size
+
+    if not spec or not spec.startswith("imagefolder:"):
+        raise InputError("--input-size resizes an image folder: use it with "
+                         "--data imagefolder:DIR")
+    h, w = parse_size(size)
+    return f"{spec.split('@', 1)[0] if '@' in spec else spec}@{h}x{w}"
 
 
 def default_data() -> str:
@@ -251,3 +274,10 @@ def _as_labels(y: np.ndarray, n: int, path: Path, split: str) -> np.ndarray:
     if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
         raise InputError(f"{path}: y_{split} must be {n} non-negative integer labels")
     return y.astype(np.int64)
+
+
+@register_data("imagefolder")
+def _load_imagefolder(spec: str) -> Dataset:
+    from .imagefolder import load_imagefolder
+
+    return load_imagefolder(spec)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_data, add_runtime
+from .options import add_data, add_runtime, data_spec
 
 HELP = "measure runs together (latency interleaved) and compare them against the first"
 
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
     out = check_output_file(Path(args.json))
     if len(args.targets) < 2:
         raise InputError("compare needs at least two runs")
-    rows = compare(args.targets, data=args.data, runtime=args.runtime, threads=args.threads,
+    rows = compare(args.targets, data=data_spec(args), runtime=args.runtime, threads=args.threads,
                    batch=args.batch)
     show(comparison_table(rows))
     warn_if_never_quiet(rows)

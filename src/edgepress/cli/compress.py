@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data
+from .options import add_data, data_spec
 
 HELP = "run a recipe of prune / quantize / distill / structure steps, measured after each"
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
                   f"{step.to_dict()}")
         print("recipe is valid")
         return 0
-    summary = compress(args.run, recipe, out=args.out, data=args.data,
+    summary = compress(args.run, recipe, out=args.out, data=data_spec(args),
                        progress=not args.no_progress)
     show(steps_table(summary))
     print(f"wrote {args.out} ({args.out}/compress.json; each step in {args.out}/steps/)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .main import positive_int
-from .options import add_data
+from .options import add_data, data_spec
 
 HELP = "distil a trained teacher into a smaller student, beside a no-teacher baseline"
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
                            seeds=args.seeds, seed=args.seed, cache_teacher=args.cache_teacher,
                            hint=args.hint, hint_weight=args.hint_weight, lr=args.lr,
                            batch_size=args.batch_size)
-    s = distill(args.teacher, args.student, config, out=args.out, data=args.data,
+    s = distill(args.teacher, args.student, config, out=args.out, data=data_spec(args),
                 progress=not args.no_progress)
     gap = "n/a (teacher no better)" if s["gap_closed"] is None else f"{s['gap_closed']:.1%}"
     print(f"teacher {s['teacher_accuracy']:.4f} | KD student {s['kd_mean']:.4f} ± "

@@ -13,7 +13,8 @@ import sys
 
 # Subcommands are the modules of this package that define HELP, add_arguments and run;
 # ORDER only sets how --help lists them.
-ORDER = ("train", "export", "measure", "compare", "prune", "quantize", "distill", "structure",
+ORDER = ("train", "import", "export", "measure", "compare", "prune", "quantize", "distill",
+         "structure",
          "pack", "unpack", "compress", "study")
 
 
@@ -23,7 +24,9 @@ def commands() -> dict[str, str]:
 
     from .. import cli
 
-    found = {m.name: f"edgepress.cli.{m.name}" for m in pkgutil.iter_modules(cli.__path__)
+    # a keyword command lives in a module with a trailing underscore (import_.py: "import")
+    found = {m.name.rstrip("_"): f"edgepress.cli.{m.name}"
+             for m in pkgutil.iter_modules(cli.__path__)
              if not m.name.startswith("_") and m.name not in _NOT_COMMANDS}
     rank = {name: i for i, name in enumerate(ORDER)}
     return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], len(ORDER)), kv[0])))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_data, add_runtime
+from .options import add_data, add_runtime, data_spec
 
 HELP = ("measure a run, an ONNX file or an ExecuTorch program: size, params, MACs, accuracy, "
         "latency, memory, kernels")
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
     out = Path(args.json) if args.json else (target / METRICS if target.is_dir() else None)
     if out is not None:
         check_output_file(out)
-    record = measure(target, data=args.data, runtime=args.runtime or runtime_for(target),
+    record = measure(target, data=data_spec(args), runtime=args.runtime or runtime_for(target),
                      threads=args.threads, batch=args.batch)
     show(record_table(record))
     warn_if_never_quiet([record])

@@ -8,9 +8,33 @@ from .main import positive_int
 
 
 def add_data(p: argparse.ArgumentParser, default_help: str) -> None:
-    """``--data D``."""
+    """``--data D`` and ``--input-size HxW``."""
     p.add_argument("--data", metavar="D", default=None,
-                   help=f"fashion-mnist, digits or npz:PATH (default: {default_help})")
+                   help="fashion-mnist, digits, npz:PATH or imagefolder:DIR "
+                        f"(default: {default_help})")
+    p.add_argument("--input-size", metavar="HxW", default=None,
+                   help="resize an image folder's images to H×W pixels (imagefolder only)")
+
+
+def data_spec(args: argparse.Namespace) -> str | None:
+    """``--data`` with ``--input-size`` folded in (``imagefolder:DIR@HxW``).
+
+    Raises:
+        InputError: ``--input-size`` without an image folder.
+    """
+    from ..data import with_input_size
+
+    return with_input_size(args.data, getattr(args, "input_size", None))
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    """``--model SPEC`` and ``--weights FILE``."""
+    p.add_argument("--model", required=True, metavar="SPEC",
+                   help="zoo model (cnn, mlp, lenet5:width=0.5, mobilenet-mini) or your own "
+                        "FILE.py:FACTORY[:k=v,...] / package.module:FACTORY[:k=v,...]")
+    p.add_argument("--weights", metavar="FILE", default=None,
+                   help="weights to load: safetensors, or a PyTorch state dict (loaded with "
+                        "weights_only=True, never pickle)")
 
 
 def add_seed(p: argparse.ArgumentParser) -> None:
@@ -35,3 +59,10 @@ def add_finetune(p: argparse.ArgumentParser, epochs_help: str) -> None:
                    help="peak fine-tuning learning rate (default: half the model's recipe)")
     p.add_argument("--train-subset", type=positive_int, default=None, metavar="N",
                    help="fine-tune on the first N training images only (quick runs)")
+    p.add_argument("--finetune-teacher", metavar="none|parent|RUN", default=None,
+                   help="distil from this model while fine-tuning: parent (the unpruned model) "
+                        "or a run directory (default: none, the labels alone)")
+    p.add_argument("--finetune-alpha", type=float, metavar="A", default=None,
+                   help="weight of the teacher's soft targets (default 0.7)")
+    p.add_argument("--finetune-temperature", type=float, metavar="T", default=None,
+                   help="distillation temperature (default 4)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data, add_finetune, add_seed
+from .options import add_data, add_finetune, add_seed, data_spec
 
 HELP = "prune a run (magnitude, l1, nm, channel), fine-tune it and measure the result"
 
@@ -46,7 +46,8 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
     from ..prune import FinetuneOptions, PruneConfig
 
     given = {"epochs": args.finetune_epochs, "lr": args.finetune_lr,
-             "train_subset": args.train_subset}
+             "train_subset": args.train_subset, "teacher": args.finetune_teacher,
+             "alpha": args.finetune_alpha, "temperature": args.finetune_temperature}
     ft = FinetuneOptions(**{k: v for k, v in given.items() if v is not None})
     return PruneConfig(
         method=args.method, sparsity=args.sparsity, threshold=args.threshold, scope=args.scope,
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
     from .tables import record_table, show
 
     config = config_from_args(args)
-    record = prune(args.run, config, out=args.out, data=args.data,
+    record = prune(args.run, config, out=args.out, data=data_spec(args),
                    progress=not args.no_progress)
     show(record_table(record))
     show(layer_table(json.loads((Path(args.out) / REPORT_FILE).read_text())))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .main import positive_int
-from .options import add_data, add_seed
+from .options import add_data, add_seed, data_spec
 
 HELP = "quantize a run or an fp32 ONNX file (static/dynamic int8, QAT, low-bit weights)"
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         calibration=args.calibration, bits=args.bits, group_size=args.group_size,
         skip_layers=[s for s in args.skip_layers.split(",") if s.strip()],
         accuracy_budget=args.accuracy_budget, epochs=args.epochs, lr=args.lr, seed=args.seed)
-    record = quantize(args.target, config, out=args.out, data=args.data,
+    record = quantize(args.target, config, out=args.out, data=data_spec(args),
                       sensitivity=args.sensitivity, profile=args.profile,
                       progress=not args.no_progress)
     show(record_table(record))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data
+from .options import add_data, data_spec
 
 HELP = "prune one layer at a time to several sparsities; validation accuracy as a table and plot"
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
         raise InputError(f"--sparsities must be numbers like 0.5,0.9 (got "
                          f"{args.sparsities!r})") from None
     skip = tuple(s.strip() for s in args.skip_layers.split(",") if s.strip())
-    scan = scan_run(args.run, out=args.out, data=args.data, sparsities=sparsities,
+    scan = scan_run(args.run, out=args.out, data=data_spec(args), sparsities=sparsities,
                     skip_layers=skip)
     print(scan_markdown(scan))
     print(f"wrote {Path(args.out) / 'sensitivity.md'}, sensitivity.json, sensitivity.png")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data, add_finetune, add_seed
+from .options import add_data, add_finetune, add_seed, data_spec
 
 HELP = ("restructure a run (fold BN, merge layers, low-rank, drop blocks, cluster weights), "
         "fine-tune it and measure the result")
@@ -55,7 +55,9 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
         method=args.method, rank=args.rank, energy=args.energy, blocks=args.blocks,
         block_names=_names(args.block_names), bits=args.bits,
         skip_layers=_names(args.skip_layers), finetune_epochs=args.finetune_epochs,
-        finetune_lr=args.finetune_lr, train_subset=args.train_subset, seed=args.seed)
+        finetune_lr=args.finetune_lr, train_subset=args.train_subset,
+        finetune_teacher=args.finetune_teacher, finetune_alpha=args.finetune_alpha,
+        finetune_temperature=args.finetune_temperature, seed=args.seed)
 
 
 def before_after_table(report: dict):  # noqa: ANN201
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from .tables import record_table, show
 
     config = config_from_args(args)
-    record = structure(args.run, config, out=args.out, data=args.data,
+    record = structure(args.run, config, out=args.out, data=data_spec(args),
                        progress=not args.no_progress)
     report = json.loads((Path(args.out) / REPORT_FILE).read_text())
     show(record_table(record))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data, add_seed
+from .options import add_data, add_seed, data_spec
 
 HELP = "train a baseline, apply every compression family and their combination, compare them"
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
     from ..study import StudyConfig, study
     from .tables import comparison_table, show
 
-    config = StudyConfig(model=args.model, data=args.data, quick=args.quick, seed=args.seed,
+    config = StudyConfig(model=args.model, data=data_spec(args), quick=args.quick, seed=args.seed,
                          baseline=args.baseline,
                          runtimes=args.runtimes.split(",") if args.runtimes else None,
                          recipes=args.recipes.split(",") if args.recipes else None)

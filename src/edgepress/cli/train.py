@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 
 from .main import positive_int
-from .options import add_data, add_seed
+from .options import add_data, add_model, add_seed
 
-HELP = "train a zoo model with its default recipe"
+HELP = "train a zoo model (or your own) with its default recipe"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
-    p.add_argument("--model", required=True, metavar="NAME",
-                   help="zoo model, e.g. cnn, mlp, lenet5:width=0.5, mobilenet-mini")
+    add_model(p)
     add_data(p, "fashion-mnist if installed, else digits")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's recipe)")
     add_seed(p)
@@ -26,10 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
 
 def run(args: argparse.Namespace) -> int:  # noqa: D103
     from ..api import train
+    from .options import data_spec
     from .tables import record_table, show
 
-    record = train(args.model, data=args.data, out=args.out, epochs=args.epochs, seed=args.seed,
-                   batch_size=args.batch_size, lr=args.lr, train_subset=args.train_subset,
+    record = train(args.model, data=data_spec(args), out=args.out, epochs=args.epochs,
+                   seed=args.seed, batch_size=args.batch_size, lr=args.lr,
+                   train_subset=args.train_subset, weights=args.weights,
                    progress=not args.no_progress)
     show(record_table(record))
     print(f"wrote {args.out}")

@@ -61,7 +61,7 @@ def distill(teacher: str | os.PathLike, student: str, config: DistillConfig, *,
     Raises:
         InputError: teacher not a run, mismatched classes or input shapes, bad options.
     """
-    check_output_dir(out)
+    check_output_dir(out, (teacher, *((student,) if Path(str(student)).is_dir() else ())))
     t_run = load_run(teacher)
     t_model = _frozen(t_run)
     ds = load_data(data or t_run.meta["data"])

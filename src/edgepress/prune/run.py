@@ -37,7 +37,6 @@ from ..checkpoint import (
     write_json,
 )
 from ..data import Dataset
-from ..errors import InputError
 from ..training import TrainConfig, TrainResult, default_recipe, fit
 from .base import Method
 from .channel import ChannelMethod, widths
@@ -85,7 +84,8 @@ def finetune_config(config: PruneConfig, recipe: TrainConfig | None = None) -> T
 
 
 def prune_(model: nn.Module, config: PruneConfig, *, data: Dataset,
-           recipe: TrainConfig | None = None, progress: bool = True) -> PruneReport:
+           recipe: TrainConfig | None = None, teacher: nn.Module | None = None,
+           progress: bool = True) -> PruneReport:
     """Prune ``model`` in place, fine-tune it on ``data``'s train split, report what changed.
 
     Args:
@@ -94,6 +94,8 @@ def prune_(model: nn.Module, config: PruneConfig, *, data: Dataset,
         config: the method and its options.
         data: fine-tuning uses train; validation accuracy is reported per epoch.
         recipe: the model's training recipe (fine-tuning starts from it); default TrainConfig().
+        teacher: distil from this model while fine-tuning (``config.finetune.alpha`` and
+            ``temperature``); ``None`` fine-tunes on the labels alone.
         progress: show a progress bar.
 
     Returns:
@@ -111,7 +113,13 @@ def prune_(model: nn.Module, config: PruneConfig, *, data: Dataset,
     tc = finetune_config(config, recipe)
     n_train = len(data.subset(tc.train_subset).y_train)
     method.prepare(math.ceil(n_train / tc.batch_size) * tc.epochs)
-    result = (fit(model, data, tc, loss_fn=method.loss_fn, after_step=method.after_step,
+    loss_fn = method.loss_fn
+    if teacher is not None:
+        from ..distill.aid import distilled
+
+        loss_fn = distilled(loss_fn, teacher, alpha=config.finetune.alpha,
+                            temperature=config.finetune.temperature)
+    result = (fit(model, data, tc, loss_fn=loss_fn, after_step=method.after_step,
                   progress=progress) if tc.epochs > 0 else TrainResult())
     details = method.finish()
     model.eval()
@@ -147,15 +155,24 @@ def prune(run: str | os.PathLike | Run, config: PruneConfig, *, out: str | os.Pa
         InputError: a plain ONNX file or a run without PyTorch weights, data whose images do not
             fit the model, ``out`` equal to the parent, or options that do not fit the model.
     """
-    final = check_output_dir(out)
+    final = check_output_dir(out, (run,))
     parent, ds = open_parent(run, data)
-    if final.resolve() == parent.path.resolve():
-        raise InputError("--out must differ from the run being pruned")
     model = parent.build_model()
     recipe = default_recipe(parent.meta["architecture"]["zoo"])
-    report = prune_(model, config, data=ds, recipe=recipe, progress=progress)
+    teacher = _teacher(config.finetune.teacher, parent, ds, config.finetune.epochs)
+    report = prune_(model, config, data=ds, recipe=recipe, teacher=teacher, progress=progress)
     meta = _meta(parent, ds, config, report, model)
     return _write_run(final, model, meta, report)
+
+
+def _teacher(spec: str, parent: Run, ds: Dataset, epochs: int) -> nn.Module | None:
+    """The fine-tune's teacher (``none`` / ``parent`` / RUN); none when nothing is trained."""
+    from ..distill.aid import resolve_teacher
+
+    if epochs == 0:
+        return None
+    return resolve_teacher(spec, parent, input_shape=ds.input_shape,
+                           num_classes=parent.meta["architecture"]["num_classes"])
 
 
 def open_parent(run: str | os.PathLike | Run, data: str | None = None) -> tuple[Run, Dataset]:

@@ -123,7 +123,7 @@ def quantize(target: str | os.PathLike, config: QuantConfig, *, out: str | os.Pa
     if sensitivity and config.mode != "static":
         raise InputError("--sensitivity applies to --mode static")
     config = config.resolved()
-    check_output_dir(out)
+    check_output_dir(out, (target,))
     src = open_source(target)
     if config.mode == "qat" and src.model is None:
         raise InputError("--mode qat fine-tunes PyTorch weights; an ONNX file has none "

@@ -36,7 +36,6 @@ from ..checkpoint import (
     write_json,
 )
 from ..data import Dataset
-from ..errors import InputError
 from ..training import TrainConfig, default_recipe
 from .config import StructureConfig
 from .methods import METHODS, Context
@@ -65,7 +64,8 @@ class StructureReport:
 
 def structure_(model: nn.Module, config: StructureConfig, *, data: Dataset,
                recipe: TrainConfig | None = None, progress: bool = True,
-               model_name: str = "the model") -> StructureReport:
+               model_name: str = "the model",
+               teacher: nn.Module | None = None) -> StructureReport:
     """Restructure ``model`` in place as ``config`` says; report what changed.
 
     Args:
@@ -76,6 +76,7 @@ def structure_(model: nn.Module, config: StructureConfig, *, data: Dataset,
         recipe: the model's training recipe (fine-tuning starts from it); default TrainConfig().
         progress: show a progress bar while fine-tuning.
         model_name: how error messages name the model.
+        teacher: distil from this model while fine-tuning (``None``: the labels alone).
 
     Returns:
         A :class:`StructureReport` (parameters, MACs, bytes, accuracy before and after).
@@ -92,7 +93,8 @@ def structure_(model: nn.Module, config: StructureConfig, *, data: Dataset,
     """
     model.eval()
     before = summary(model, data)
-    ctx = Context(data=data, recipe=recipe, progress=progress, model_name=model_name)
+    ctx = Context(data=data, recipe=recipe, progress=progress, model_name=model_name,
+                  teacher=teacher)
     result = METHODS[config.method](model, config, ctx)
     model.eval()
     return StructureReport(method=config.method, config=config.to_dict(), before=before,
@@ -119,14 +121,19 @@ def structure(run: str | os.PathLike | Run, config: StructureConfig, *, out: str
         InputError: a plain ONNX file or a run without PyTorch weights, data that does not fit
             the model, ``out`` equal to the parent, or options that do not fit the model.
     """
-    final = check_output_dir(out)
+    final = check_output_dir(out, (run,))
     parent, ds = open_trainable(run, data, technique="a structure method")
-    if final.resolve() == parent.path.resolve():
-        raise InputError("--out must differ from the run being restructured")
     model = parent.build_model()
     recipe = default_recipe(parent.meta["architecture"]["zoo"])
+    teacher = None
+    if config.finetune_teacher not in (None, "none") and config.finetune_epochs:
+        from ..distill.aid import resolve_teacher
+
+        teacher = resolve_teacher(str(config.finetune_teacher), parent,
+                                  input_shape=ds.input_shape,
+                                  num_classes=parent.meta["architecture"]["num_classes"])
     report = structure_(model, config, data=ds, recipe=recipe, progress=progress,
-                        model_name=parent.model_name)
+                        model_name=parent.model_name, teacher=teacher)
     meta = _meta(parent, ds, config, report)
     return _write_run(final, model, meta, report, parent)
 

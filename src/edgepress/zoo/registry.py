@@ -46,16 +46,34 @@ class ModelSpec:
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def is_user(self) -> bool:
+        """Whether this names a user's factory (``SOURCE:FACTORY``) rather than a zoo model."""
+        from .user import is_user_spec
+
+        return is_user_spec(self.name)
+
     @classmethod
     def parse(cls, text: str) -> ModelSpec:
-        """Parse ``"lenet5:width=0.25"`` into ``ModelSpec("lenet5", {"width": 0.25})``.
+        """Parse ``"lenet5:width=0.25"`` into ``ModelSpec("lenet5", {"width": 0.25})``, or a
+        user's ``FILE.py:FACTORY[:k=v]`` / ``package.module:FACTORY[:k=v]`` into
+        ``ModelSpec("/abs/FILE.py:FACTORY", {...})`` (the file must exist).
 
         Raises:
-            InputError: unknown name, a malformed option, or ``width <= 0``.
+            InputError: unknown name, a missing source file, a malformed option, or
+                ``width <= 0``.
         """
-        name, _, rest = text.partition(":")
-        if name not in _MODELS:
-            raise InputError(f"unknown model {name!r} (known: {', '.join(list_models())})")
+        from .user import canonical_source, is_user_spec, source_file, split_user_spec
+
+        if is_user_spec(text):
+            source, factory, rest = split_user_spec(text)
+            source_file(source)  # raises InputError: missing file or unimportable module
+            name = f"{canonical_source(source)}:{factory}"
+        else:
+            name, _, rest = text.partition(":")
+            if name not in _MODELS:
+                raise InputError(f"unknown model {name!r} (known: {', '.join(list_models())}, "
+                                 "or FILE.py:FACTORY / package.module:FACTORY)")
         kwargs: dict[str, Any] = {}
         for item in filter(None, rest.split(",")):
             key, eq, value = item.partition("=")
@@ -67,7 +85,9 @@ class ModelSpec:
         return spec
 
     def validate(self) -> None:
-        """Check option values that every model shares."""
+        """Check option values that every zoo model shares (a user's options are theirs)."""
+        if self.is_user:
+            return
         width = self.kwargs.get("width", 1.0)
         if not isinstance(width, int | float) or not width > 0:
             raise InputError(f"width must be > 0 (got {width!r})")
@@ -79,13 +99,20 @@ class ModelSpec:
 
 def create_model(spec: str | ModelSpec, *, input_shape: tuple[int, ...],
                  num_classes: int) -> nn.Module:
-    """Build a zoo model for images of ``input_shape`` (C, H, W) and ``num_classes`` outputs.
+    """Build a zoo model (or a user's, see :mod:`.user`) for images of ``input_shape``
+    (C, H, W) and ``num_classes`` outputs.
 
     Raises:
         InputError: unknown model or option.
     """
     spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
     spec.validate()
+    if spec.is_user:
+        from .user import build_user_model, split_user_spec
+
+        source, factory, _ = split_user_spec(spec.name)
+        return build_user_model(source, factory, spec.kwargs, input_shape=tuple(input_shape),
+                                num_classes=num_classes)
     try:
         return _MODELS[spec.name](input_shape=tuple(input_shape), num_classes=num_classes,
                                   **spec.kwargs)
