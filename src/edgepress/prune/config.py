@@ -65,8 +65,14 @@ class FinetuneOptions:
     batch_size: int | None = None
     train_subset: int | None = None
     schedule: str = "cosine"
+    teacher: str = "none"  # none | parent | RUN: distillation-aided recovery
+    alpha: float = 0.7  # weight of the teacher's soft targets (with a teacher)
+    temperature: float = 4.0
 
     def __post_init__(self) -> None:
+        from ..distill.aid import check_teacher_options
+
+        check_teacher_options(self.teacher, self.alpha, self.temperature)
         if not isinstance(self.epochs, int) or self.epochs < 0:
             raise InputError(f"--finetune-epochs must be >= 0 (got {self.epochs})")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):

@@ -232,7 +232,8 @@ def _register_builtin() -> None:
 
     register_step("prune", PruneConfig, _prune, aliases={
         "finetune_epochs": "finetune.epochs", "finetune_lr": "finetune.lr",
-        "train_subset": "finetune.train_subset"})
+        "train_subset": "finetune.train_subset", "finetune_teacher": "finetune.teacher",
+        "finetune_alpha": "finetune.alpha", "finetune_temperature": "finetune.temperature"})
     register_step("quantize", QuantConfig, _quantize, needs=_quantize_needs, makes="quantized")
     register_step("distill", DistillStepConfig, _distill)
     register_optional("structure", "edgepress.structure", "StructureConfig", "structure")

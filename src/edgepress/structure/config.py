@@ -27,7 +27,10 @@ from ..errors import InputError
 from ..jsonconfig import JsonConfig
 
 METHODS = ("fold", "merge", "lowrank", "drop-blocks", "cluster")
-_FINETUNE = ("finetune_epochs", "finetune_lr", "train_subset")
+_FINETUNE = ("finetune_epochs", "finetune_lr", "train_subset", "finetune_teacher",
+             "finetune_alpha", "finetune_temperature")
+_TEACHER_DEFAULTS = {"finetune_teacher": "none", "finetune_alpha": 0.7,
+                     "finetune_temperature": 4.0}
 # The method-specific options each method takes (everything else must stay unset).
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "fold": (),
@@ -39,14 +42,15 @@ METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
 # Defaults filled in for the options a method takes but the user left unset.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "fold": {}, "merge": {},
-    "lowrank": {"finetune_epochs": 2},
-    "drop-blocks": {"finetune_epochs": 2},
-    "cluster": {"bits": 5, "finetune_epochs": 2},
+    "lowrank": {"finetune_epochs": 2, **_TEACHER_DEFAULTS},
+    "drop-blocks": {"finetune_epochs": 2, **_TEACHER_DEFAULTS},
+    "cluster": {"bits": 5, "finetune_epochs": 2, **_TEACHER_DEFAULTS},
 }
 DEFAULT_ENERGY = 0.9  # lowrank with neither --rank nor --energy keeps 90% of each layer's energy
 FLAGS = {name: "--" + name.replace("_", "-") for name in
          ("rank", "energy", "blocks", "block_names", "bits", "skip_layers", "finetune_epochs",
-          "finetune_lr", "train_subset")}
+          "finetune_lr", "train_subset", "finetune_teacher", "finetune_alpha",
+          "finetune_temperature")}
 
 
 @dataclass
@@ -86,6 +90,9 @@ class StructureConfig(JsonConfig):
     finetune_epochs: int | None = None
     finetune_lr: float | None = None
     train_subset: int | None = None
+    finetune_teacher: str | None = None  # none | parent | RUN: distillation-aided recovery
+    finetune_alpha: float | None = None
+    finetune_temperature: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -135,6 +142,11 @@ class StructureConfig(JsonConfig):
             raise InputError(f"--finetune-lr must be > 0 (got {self.finetune_lr})")
         if self.train_subset is not None and self.train_subset < 1:
             raise InputError(f"--train-subset must be >= 1 (got {self.train_subset})")
+        if self.finetune_teacher is not None:
+            from ..distill.aid import check_teacher_options
+
+            check_teacher_options(self.finetune_teacher, self.finetune_alpha,
+                                  self.finetune_temperature)
 
     @property
     def clusters(self) -> int:

@@ -49,13 +49,21 @@ def zero_masks(model: nn.Module) -> dict[Any, torch.Tensor]:
 def finetune(model: nn.Module, data: Dataset, config: StructureConfig,
              recipe: TrainConfig | None = None, *, progress: bool = True,
              loss_fn: LossFn = cross_entropy, after_step: StepHook | None = None,
-             params: list[nn.Parameter] | None = None) -> dict[str, Any]:
+             params: list[nn.Parameter] | None = None,
+             teacher: nn.Module | None = None) -> dict[str, Any]:
     """Fine-tune ``model`` in place (train split) keeping its zeros; return the training record
-    ``{"config", "history", "seconds"}`` (no history when ``finetune_epochs`` is 0).
+    ``{"config", "history", "seconds"}`` (no history when ``finetune_epochs`` is 0). With a
+    ``teacher``, its soft targets are mixed into ``loss_fn`` (``finetune_alpha``,
+    ``finetune_temperature``; see :mod:`edgepress.distill.aid`).
     """
     tc = finetune_config(config, recipe)
     if tc.epochs == 0:
         return {"config": tc.to_dict(), "history": [], "seconds": 0.0}
+    if teacher is not None:
+        from ..distill.aid import distilled
+
+        loss_fn = distilled(loss_fn, teacher, alpha=float(config.finetune_alpha or 0.7),
+                            temperature=float(config.finetune_temperature or 4.0))
     masks = zero_masks(model)
     result = fit(model, data, tc, loss_fn=loss_fn, after_step=_compose(after_step, masks),
                  progress=progress, params=params)

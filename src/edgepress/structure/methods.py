@@ -32,6 +32,7 @@ class Context:
     recipe: TrainConfig | None = None
     progress: bool = True
     model_name: str = "the model"
+    teacher: nn.Module | None = None  # distil from it while fine-tuning (finetune_teacher)
 
 
 @dataclass
@@ -75,7 +76,8 @@ def _lowrank(model: nn.Module, config: StructureConfig, ctx: Context) -> MethodR
     rows = lowrank_(model, config)
     ranks = {n: row["rank"] for n, row in rows.items() if row["factorised"]}
     skipped = [n for n, row in rows.items() if not row["factorised"]]
-    training = (finetune(model, ctx.data, config, ctx.recipe, progress=ctx.progress) if ranks
+    training = (finetune(model, ctx.data, config, ctx.recipe, progress=ctx.progress,
+                         teacher=ctx.teacher) if ranks
                 else {"config": None, "history": [], "seconds": 0.0,
                       "skipped": "nothing was factorised"})
     listed = ", ".join(f"{n}: r={r}" for n, r in ranks.items()) or "none"
@@ -96,7 +98,8 @@ def _drop_blocks(model: nn.Module, config: StructureConfig, ctx: Context) -> Met
     scores = score_blocks(model, ctx.data, droppable)
     dropped = choose(shapes, scores, config.blocks, config.block_names, ctx.model_name)
     drop_blocks_(model, dropped)
-    training = finetune(model, ctx.data, config, ctx.recipe, progress=ctx.progress)
+    training = finetune(model, ctx.data, config, ctx.recipe, progress=ctx.progress,
+                        teacher=ctx.teacher)
     blocks = {n: {**row, **scores.get(n, {}), "dropped": n in dropped}
               for n, row in shapes.items()}
     return MethodResult(
@@ -112,7 +115,7 @@ def _cluster(model: nn.Module, config: StructureConfig, ctx: Context) -> MethodR
     layers = clusterable(model, config.skip_layers or ())
     books = Codebooks(layers, config.clusters)
     training = finetune(model, ctx.data, config, ctx.recipe, progress=ctx.progress,
-                        loss_fn=books.loss_fn, after_step=books.write_,
+                        teacher=ctx.teacher, loss_fn=books.loss_fn, after_step=books.write_,
                         params=books.trainable(model))
     books.write_()
     rows = books.report(int(config.bits or 0))
