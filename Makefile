@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 QUICK_OUT ?= runs/demo
 
-.PHONY: demo test test-slow lint bench setup data browser clean
+.PHONY: demo test test-slow lint doctest bench setup data browser clean
 
 setup: $(STAMP) data browser
 
@@ -54,6 +54,10 @@ test-slow: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src
+
+# the docstring examples of every module (heavy ones are marked +SKIP)
+doctest: setup
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q --doctest-modules src/edgepress -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python benchmarks/foundation.py

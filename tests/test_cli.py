@@ -36,11 +36,28 @@ def test_train_measure_compare_export_end_to_end(tmp_path, mlp_run):
 def test_measure_exports_when_onnx_missing_or_stale(tmp_path, mlp_run):
     import shutil
 
+    import os
+
+    import onnx
+
     run = tmp_path / "copy"
     shutil.copytree(mlp_run, run)
     (run / "model.onnx").unlink()
     cli("measure", run, check=0)
     assert (run / "model.onnx").is_file()
+    # stale: an ONNX file older than the weights, holding other weights, is exported again
+    good = (run / "model.onnx").read_bytes()
+    m = onnx.load(str(run / "model.onnx"))
+    for init in m.graph.initializer:
+        if init.raw_data:
+            init.raw_data = bytes(len(init.raw_data))  # zeros: a different (wrong) model
+    onnx.save(m, str(run / "model.onnx"))
+    old = (run / "model.safetensors").stat().st_mtime - 60
+    os.utime(run / "model.onnx", (old, old))
+    cli("measure", run, "--json", tmp_path / "m.json", check=0)
+    assert (run / "model.onnx").read_bytes() == good  # re-exported from the weights
+    rec = json.loads((tmp_path / "m.json").read_text())
+    assert rec["accuracy"] == json.loads((mlp_run / "metrics.json").read_text())["accuracy"]
 
 
 def test_measure_foreign_onnx_cli(tmp_path, foreign_onnx):
@@ -100,9 +117,21 @@ def test_wrong_shape_message(mlp_run):
 
 
 def test_help_on_every_command():
-    for cmd in ("train", "export", "measure", "compare"):
-        proc = cli(cmd, "--help", check=0)
-        assert "--" in proc.stdout
+    from edgepress.cli.main import build_parser, commands
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == set(commands()) >= {"train", "import", "measure", "compare",
+                                                    "prune", "quantize", "study"}
+    for name, p in sub.choices.items():
+        text = p.format_help()
+        own = [a for a in p._actions if a.option_strings and a.dest != "help"]
+        assert own, name
+        for a in own:  # every flag is listed in the help, with a help text of its own
+            assert a.option_strings[-1] in text, (name, a.option_strings)
+            assert a.help, (name, a.option_strings)
+    proc = cli("measure", "--help", check=0)
+    assert "--runtime" in proc.stdout and "usage: edgepress measure" in proc.stdout
 
 
 def test_verbs_stay_verbs_after_their_subpackages_are_imported():

@@ -160,10 +160,16 @@ def test_a_step_registers_with_one_line(tmp_path):
 
 # --- running recipes -------------------------------------------------------------------------
 
-def _row_ok(row):
-    for key in ("params_total", "params_nonzero", "macs", "size_bytes", "size_gzip_bytes",
-                "accuracy", "latency_ms"):
-        assert row[key] is not None, key
+def _row_ok(row, out=None):
+    """A step's summary row holds real figures: the run's own measured record, when given."""
+    assert 0 < row["params_nonzero"] <= row["params_total"] and row["macs"] > 0
+    assert 0 < row["size_gzip_bytes"] < row["size_bytes"]
+    assert 0.0 <= row["accuracy"] <= 1.0 and row["latency_ms"]["median"] > 0
+    if out is not None:
+        rec = json.loads((Path(out) / "metrics.json").read_text())
+        for key in ("params_total", "params_nonzero", "macs", "size_bytes", "size_gzip_bytes",
+                    "accuracy"):
+            assert row[key] == rec[key], key
 
 
 def test_int8_recipe_makes_a_complete_out(run, tmp_path):
@@ -172,7 +178,7 @@ def test_int8_recipe_makes_a_complete_out(run, tmp_path):
     assert p.returncode == 0, p.stderr
     summary = json.loads((out / "compress.json").read_text())
     assert [r["step"] for r in summary["steps"]] == ["quantize"]
-    _row_ok(summary["steps"][0])
+    _row_ok(summary["steps"][0], out)
     assert summary["input"]["measured"] is False  # the input run has no metrics.json
     ok, msg = contract_ok(out, out / "steps" / "01-quantize")
     assert ok, msg
