@@ -239,3 +239,31 @@ def test_out_equal_to_the_input_is_refused_by_every_verb(mlp_run, tmp_path, caps
     msg = _bad(capsys, *args, "--out", run)
     assert "is the run being read" in msg
     assert (run / "model.json").read_bytes() == before
+
+
+def test_study_on_your_own_model_and_images_lists_rows_that_do_not_apply(tmp_path, capsys):
+    """A factory that takes no width: the half-width distilled student cannot be built, so that
+    row (and the recipe that starts with it) is listed with its reason; the rest is measured."""
+    root = _write_folder(tmp_path / "imgs", n_per_class=40)
+    (tmp_path / "plain.py").write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "def build(num_classes, input_shape):\n"
+        "    c = input_shape[0]\n"
+        "    return nn.Sequential(nn.Conv2d(c, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),\n"
+        "                         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),\n"
+        "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+        "                         nn.Linear(16, num_classes))\n")
+    out = tmp_path / "study"
+    code, _, err = run_cli(capsys, "study", "--model", f"{tmp_path}/plain.py:build", "--data",
+                           f"imagefolder:{root}", "--input-size", "10x10", "--quick",
+                           "--runtimes", "onnxruntime", "--out", out)
+    assert code == 0, err
+    meta = json.loads((out / "study-meta.json").read_text())
+    assert set(meta["not_made"]) == {"distilled"} and "width" in meta["not_made"]["distilled"]
+    variants = [r["variant"] for r in json.loads((out / "study.json").read_text())]
+    assert variants == ["original", "pruned", "quantized", "structured", "combined",
+                        "reference-again"]
+    skipped = [c for c in meta["candidates"] if c["run"] is None]
+    assert [c["recipe"] for c in skipped] == ["distill-then-int8"]
+    assert "NOT MADE for this model" in (out / "report.html").read_text()

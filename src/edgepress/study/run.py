@@ -50,6 +50,7 @@ class _Study:
     data: str
     progress: bool
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # row -> why not made
 
     @property
     def runs(self) -> Path:
@@ -86,15 +87,20 @@ def study(config: StudyConfig, *, out: str | os.PathLike, progress: bool = True)
     zoo = load_run(runs["original"]).meta["architecture"]["zoo"]
     for i, row in enumerate(ROWS[1:-1], start=2):
         st.say(f"[bold cyan]study {i}/{len(ROWS)}[/] {row}")
-        runs[row] = _compress(st, row, runs["original"],
-                              Recipe(f"<study row {row}>", "", row_steps(row, zoo,
-                                                                         config.budget)),
-                              st.runs / row)
+        try:
+            runs[row] = _compress(st, row, runs["original"],
+                                  Recipe(f"<study row {row}>", "", row_steps(row, zoo,
+                                                                             config.budget)),
+                                  st.runs / row)
+        except InputError as e:  # the technique does not apply to this model: say why
+            st.skipped[row] = str(e)
+            st.say(f"[yellow]{row}: not made[/] — {e}")
     st.say(f"[bold cyan]study {len(ROWS)}/{len(ROWS)}[/] combined: {len(recipes)} recipes")
     runs["combined"], candidates = _combined(st, runs, recipes)
     records = _measure(st, runs, runtimes)
     meta = {"config": config.to_dict(), "data": data, "runtimes": runtimes,
             "runs": {k: str(v) for k, v in runs.items()}, "candidates": candidates,
+            "not_made": dict(st.skipped),
             "seconds": {**st.seconds, "total": round(time.perf_counter() - t0, 1)}}
     _report(st, records, meta, zoo)
     return records
@@ -185,24 +191,34 @@ def _combined(st: _Study, runs: dict[str, Path], recipes: list[Recipe]
     """
     zoo = load_run(runs["original"]).meta["architecture"]["zoo"]
     ref_val = _val_accuracy(runs["original"], st.data)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for recipe in recipes:
         name = Path(recipe.source).stem
         parent, rest, via = _shortcut(st, runs, recipe, zoo)
         out = st.runs / "candidates" / name
-        if rest.steps:
-            _compress(st, f"candidate {name}", parent, rest, out)
-        else:  # the whole recipe is a row already
-            out = parent
+        try:
+            if rest.steps:
+                _compress(st, f"candidate {name}", parent, rest, out)
+            else:  # the whole recipe is a row already
+                out = parent
+        except InputError as e:  # does not apply to this model
+            st.say(f"[yellow]candidate {name}: not made[/] — {e}")
+            rows.append({"recipe": name, "run": None, "via": via, "not_made": str(e),
+                         "eligible": False})
+            continue
         record = json.loads((out / "metrics.json").read_text())
         val = _val_accuracy(out, st.data)
         rows.append({"recipe": name, "run": str(out), "via": via,
                      "val_accuracy": val, "val_delta_pts": 100 * (val - ref_val),
                      "size_gzip_bytes": record["size_gzip_bytes"],
                      "eligible": 100 * (ref_val - val) <= WITHIN_PTS})
-    eligible = [r for r in rows if r["eligible"]]
+    made = [r for r in rows if r["run"] is not None]
+    if not made:
+        raise InputError("no recipe could be applied to this model for the combined row: "
+                         + "; ".join(f"{r['recipe']}: {r['not_made']}" for r in rows))
+    eligible = [r for r in made if r["eligible"]]
     pick = (min(eligible, key=lambda r: r["size_gzip_bytes"]) if eligible
-            else max(rows, key=lambda r: r["val_accuracy"]))
+            else max(made, key=lambda r: r["val_accuracy"]))
     for r in rows:
         r["chosen"] = r is pick
     return Path(pick["run"]), rows
@@ -214,6 +230,8 @@ def _shortcut(st: _Study, runs: dict[str, Path], recipe: Recipe, zoo: str
     if recipe.steps:
         first = recipe.steps[0].to_dict()
         for row in ("pruned", "quantized", "distilled", "structured"):
+            if row not in runs:
+                continue
             steps = row_steps(row, zoo, st.config.budget)
             if len(steps) == 1 and steps[0].to_dict() == first:
                 rest = dataclasses.replace(recipe, steps=recipe.steps[1:])
@@ -238,9 +256,10 @@ def _measure(st: _Study, runs: dict[str, Path], runtimes: list[str]) -> list[dic
 
     records: list[dict] = []
     for rt in runtimes:
-        st.say(f"[bold cyan]measuring[/] {len(ROWS)} variants on {rt}, latency interleaved")
+        made = [r for r in ROWS if r in runs]
+        st.say(f"[bold cyan]measuring[/] {len(made)} variants on {rt}, latency interleaved")
         t0 = time.perf_counter()
-        rows = compare([runs[r] for r in ROWS], data=st.data, runtime=rt, variants=list(ROWS))
+        rows = compare([runs[r] for r in made], data=st.data, runtime=rt, variants=made)
         st.seconds[f"compare {rt}"] = round(time.perf_counter() - t0, 1)
         warn = fallback_warning(rows)
         if warn:
@@ -253,6 +272,8 @@ def _report(st: _Study, records: list[dict], meta: dict[str, Any], zoo: str) -> 
     from ..report import write_comparison
 
     defs = {r: definition(r, zoo) if r not in DEFINITIONS else DEFINITIONS[r] for r in ROWS}
+    for row, why in meta["not_made"].items():
+        defs[row] += f" — NOT MADE for this model: {why}"
     chosen = next(c for c in meta["candidates"] if c["chosen"])
     fallback = "" if chosen["eligible"] else "; no recipe stayed within 1 pt: the most accurate"
     defs["combined"] += (f" — here {chosen['recipe']} (validation Δ "
@@ -264,6 +285,7 @@ def _report(st: _Study, records: list[dict], meta: dict[str, Any], zoo: str) -> 
              "Candidates for combined: " + "; ".join(
                  f"{c['recipe']}: val {100 * c['val_accuracy']:.2f}% "
                  f"({c['val_delta_pts']:+.2f} pts), {c['size_gzip_bytes']:,} B gzip"
+                 if c["run"] is not None else f"{c['recipe']}: not made ({c['not_made']})"
                  for c in meta["candidates"])]
     notes.append(_budget_note(st.config.budget))
     notes += _distill_note(st.runs / "distilled" / "distill.json")
