@@ -280,4 +280,7 @@ def _as_labels(y: np.ndarray, n: int, path: Path, split: str) -> np.ndarray:
 def _load_imagefolder(spec: str) -> Dataset:
     from .imagefolder import load_imagefolder
 
-    return load_imagefolder(spec)
+    a = load_imagefolder(spec)
+    x, y = a["x"], a["y"]
+    return Dataset(a["name"], x["train"], y["train"], x["val"], y["val"], x["test"], y["test"],
+                   len(a["classes"]), a["hashes"], classes=a["classes"])

@@ -58,16 +58,15 @@ def parse_size(text: str) -> tuple[int, int]:
     return hw
 
 
-def load_imagefolder(spec: str):  # noqa: ANN201  (a Dataset; data.py imports this module)
-    """The :class:`~edgepress.data.Dataset` of an image folder.
+def load_imagefolder(spec: str) -> dict:
+    """The arrays of an image folder, for :mod:`edgepress.data` to make a ``Dataset`` of:
+    ``{"name", "x": {split: images}, "y": {split: labels}, "classes", "hashes"}``.
 
     Raises:
         InputError: a missing folder or split, no classes, an empty split, class sets that
             differ between splits, an unreadable image (named), or sizes that differ without
             ``@HxW``.
     """
-    from .data import Dataset
-
     folder, size = parse_spec(spec)
     root = Path(folder)
     if not root.is_dir():
@@ -85,8 +84,7 @@ def load_imagefolder(spec: str):  # noqa: ANN201  (a Dataset; data.py imports th
     y = {s: np.array([c for _, c in ps], np.int64) for s, ps in labelled.items()}
     hashes = {s: _hash_split(root, ps) for s, ps in labelled.items()}
     name = f"imagefolder:{root.resolve()}" + (f"@{size[0]}x{size[1]}" if size else "")
-    return Dataset(name, x["train"], y["train"], x["val"], y["val"], x["test"], y["test"],
-                   len(classes), hashes, classes=tuple(classes))
+    return {"name": name, "x": x, "y": y, "classes": tuple(classes), "hashes": hashes}
 
 
 def _split_files(root: Path, split: str) -> dict[str, list[Path]]:
