@@ -34,9 +34,8 @@ def test_train_measure_compare_export_end_to_end(tmp_path, mlp_run):
 
 
 def test_measure_exports_when_onnx_missing_or_stale(tmp_path, mlp_run):
-    import shutil
-
     import os
+    import shutil
 
     import onnx
 

@@ -8,6 +8,6 @@ Example:
 
 from .config import DistillConfig
 from .loss import kd_loss
-from .run import distill
+from .run import distill, distill_
 
-__all__ = ["DistillConfig", "distill", "kd_loss"]
+__all__ = ["DistillConfig", "distill", "distill_", "kd_loss"]

@@ -83,7 +83,7 @@ def finetune_config(config: PruneConfig, recipe: TrainConfig | None = None) -> T
                           "seed": config.seed})
 
 
-def prune_(model: nn.Module, config: PruneConfig, *, data: Dataset,
+def prune_(model: nn.Module, config: PruneConfig, *, data: Dataset | str,
            recipe: TrainConfig | None = None, teacher: nn.Module | None = None,
            progress: bool = True) -> PruneReport:
     """Prune ``model`` in place, fine-tune it on ``data``'s train split, report what changed.
@@ -106,8 +106,13 @@ def prune_(model: nn.Module, config: PruneConfig, *, data: Dataset,
             empties a layer, BN importance without BN, ...).
 
     Example:
-        >>> report = prune_(model, PruneConfig(method="nm", nm="2:4"), data=ds)  # doctest: +SKIP
+        >>> report = prune_(model, PruneConfig(method="nm", nm="2:4"),
+        ...                 data="digits")  # doctest: +SKIP
     """
+    if isinstance(data, str):
+        from ..data import load_data
+
+        data = load_data(data)
     params_before = sum(p.numel() for p in model.parameters())
     method = METHODS[config.method](model, config, input_shape=data.input_shape)
     tc = finetune_config(config, recipe)

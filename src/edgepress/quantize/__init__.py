@@ -17,6 +17,6 @@ Example:
 from __future__ import annotations
 
 from .config import QuantConfig
-from .run import quantize
+from .run import QuantizedModel, quantize, quantize_model
 
-__all__ = ["QuantConfig", "quantize"]
+__all__ = ["QuantConfig", "QuantizedModel", "quantize", "quantize_model"]

@@ -98,14 +98,67 @@ def open_source(target: str | os.PathLike) -> Source:
     return Source(str(p), run, p_onnx, data)
 
 
-def quantize(target: str | os.PathLike, config: QuantConfig, *, out: str | os.PathLike,
-             data: str | None = None, sensitivity: bool = False, profile: bool = False,
-             progress: bool = True) -> dict:
-    """Quantize a run directory or an fp32 ONNX file into a new run directory.
+@dataclass
+class QuantizedModel:
+    """A deployable quantized model made in memory: the ONNX file's bytes (QDQ or weight-only,
+    as ONNX Runtime runs it), what was done, and the validation accuracies.
+
+    Example:
+        >>> q = quantize(model, QuantConfig(mode="static"), data="digits")  # doctest: +SKIP
+        >>> q.save("model-int8.onnx"); q.predict(x).shape  # doctest: +SKIP
+        (16, 10)
+    """
+
+    onnx: bytes
+    config: QuantConfig
+    info: dict
+    report: dict
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the deployment file (atomically); return its path."""
+        from ..checkpoint import atomic_path
+
+        p = Path(path)
+        with atomic_path(p) as tmp:
+            tmp.write_bytes(self.onnx)
+        return p
+
+    def predict(self, x: Any) -> Any:
+        """Logits for float32 N×C×H×W images in [0, 1], through ONNX Runtime."""
+        with tempfile.TemporaryDirectory(prefix="edgepress-q.") as d:
+            return OnnxEval(self.save(Path(d) / "model.onnx")).logits(x)
+
+
+def quantize_model(model: Any, config: QuantConfig, *, data: str | Dataset,
+                   progress: bool = True) -> QuantizedModel:
+    """Quantize an in-memory PyTorch model (``model`` is not changed) into a deployable
+    :class:`QuantizedModel`; calibration (and QAT's fine-tune) use ``data``'s train split, the
+    reported accuracies its validation split.
+
+    Raises:
+        InputError: bad config or data, images the model does not take, NaN weights.
+    """
+    config = config.resolved()
+    ds = data if isinstance(data, Dataset) else load_data(data)
+    src = Source("<in-memory model>", None, None, ds.name, model)
+    _check_calibration(src, config, ds)
+    with tempfile.TemporaryDirectory(prefix="edgepress-quantize.") as w:
+        outcome = _quantize_in(src, config, ds, Path(w), False, False, progress)
+        info = {k: v for k, v in outcome.info.items() if k != "config"}
+        return QuantizedModel(outcome.onnx.read_bytes(), outcome.info["config"], info,
+                              outcome.report)
+
+
+def quantize(target: Any, config: QuantConfig, *, out: str | os.PathLike | None = None,
+             data: str | Dataset | None = None, sensitivity: bool = False,
+             profile: bool = False, progress: bool = True) -> Any:
+    """Quantize a run directory or an fp32 ONNX file into a new run directory — or, given an
+    in-memory ``nn.Module`` (and no ``out``), into a :class:`QuantizedModel`
+    (:func:`quantize_model`).
 
     Args:
         target: a run directory, or an fp32 ``.onnx`` file from any framework (static,
-            dynamic and weight-only; QAT needs PyTorch weights).
+            dynamic and weight-only; QAT needs PyTorch weights), or an ``nn.Module``.
         config: the :class:`QuantConfig`.
         out: the run directory to write (replaced atomically; nothing is left on failure).
         data: calibration / fine-tuning / validation data (default: the parent run's data,
@@ -120,6 +173,19 @@ def quantize(target: str | os.PathLike, config: QuantConfig, *, out: str | os.Pa
     Raises:
         InputError: bad input of any kind (see :func:`open_source`, :class:`QuantConfig`).
     """
+    from torch import nn
+
+    if isinstance(target, nn.Module):
+        if out is not None:
+            raise InputError("an in-memory model is quantized in memory: drop out=, or save "
+                             "it as a run first")
+        if data is None:
+            raise InputError("quantizing an in-memory model needs data= (calibration images)")
+        return quantize_model(target, config, data=data, progress=progress)
+    if out is None:
+        raise InputError("quantize needs out= (the run directory to write)")
+    if isinstance(data, Dataset):
+        data = data.name
     if sensitivity and config.mode != "static":
         raise InputError("--sensitivity applies to --mode static")
     config = config.resolved()
@@ -157,8 +223,8 @@ def _quantize_in(src: Source, config: QuantConfig, ds: Dataset, work: Path, sens
         _check_shape(src, ds)
         model = copy.deepcopy(src.model)
         report["qat"] = _qat(model, config, ds, progress)
-        assert src.run is not None
-        model = _as_saved(model, src.run, work)  # export what model.safetensors will hold
+        if src.run is not None:  # export what model.safetensors will hold
+            model = _as_saved(model, src.run, work)
         fp32 = export_fp32(model, work / "fp32-qat.onnx", tuple(ds.input_shape), ds)
     if config.mode == "static" and (config.accuracy_budget is not None or sensitivity):
         config, extra = _mixed(fp32, config, ds, work / "search", sensitivity)

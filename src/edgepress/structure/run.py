@@ -62,7 +62,7 @@ class StructureReport:
         return asdict(self)
 
 
-def structure_(model: nn.Module, config: StructureConfig, *, data: Dataset,
+def structure_(model: nn.Module, config: StructureConfig, *, data: Dataset | str,
                recipe: TrainConfig | None = None, progress: bool = True,
                model_name: str = "the model",
                teacher: nn.Module | None = None) -> StructureReport:
@@ -87,10 +87,14 @@ def structure_(model: nn.Module, config: StructureConfig, *, data: Dataset,
 
     Example:
         >>> report = structure_(model, StructureConfig(method="lowrank", rank=8),
-        ...                     data=ds)  # doctest: +SKIP
+        ...                     data="digits")  # doctest: +SKIP
         >>> report.after["params"] < report.before["params"]  # doctest: +SKIP
         True
     """
+    if isinstance(data, str):
+        from ..data import load_data
+
+        data = load_data(data)
     model.eval()
     before = summary(model, data)
     ctx = Context(data=data, recipe=recipe, progress=progress, model_name=model_name,
