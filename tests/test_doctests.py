@@ -8,7 +8,7 @@ import pytest
 MODULES = ["edgepress.measurement.latency", "edgepress.measurement.stats",
            "edgepress.measurement.size", "edgepress.measurement.comparison",
            "edgepress.measurement.graph", "edgepress.report.effects", "edgepress.report.table",
-           "edgepress.report.pareto"]
+           "edgepress.report.pareto", "edgepress.report"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -44,7 +44,7 @@ def write_comparison(records: list[dict], out: str | os.PathLike, *, stem: str, 
     out.mkdir(parents=True, exist_ok=True)
     every = records
     records = measured_rows(records)  # the noise-floor rows stay in the JSON only
-    notes = [*(notes or []), LATENCY_NOTE]
+    notes = [*(notes or []), LATENCY_NOTE, *memory_notes(records)]
     plots = write_plots(records, out)
     sentences = [effect_sentence(r, _reference(records, r)) for r in records]
     md = [f"# {title}", "", markdown_table(records), "## What each variant really bought", ""]
@@ -61,6 +61,30 @@ def write_comparison(records: list[dict], out: str | os.PathLike, *, stem: str, 
     _write_text(files["html"], render_report(title, records, plots=plots,
                                              definitions=definitions or {}, notes=notes))
     return {**files, **{f"plot_{k}": v for k, v in plots.items()}}
+
+
+def memory_notes(records: list[dict]) -> list[str]:
+    """Per runtime, the reference's peak RSS and what of it is the model's own; says when the
+    probe had to import torch (ExecuTorch's bindings need it).
+
+    >>> memory_notes([{"runtime": "executorch", "variant": "a", "peak_rss_mb": 230.0,
+    ...                "rss_baseline_mb": 228.0, "peak_rss_model_mb": 2.0,
+    ...                "rss_includes_torch": True}])[0][:73]
+    'Memory (executorch): a peaks at 230.0 MB in a fresh process, of which 2.0'
+    """
+    out = []
+    for runtime in dict.fromkeys(r["runtime"] for r in records):
+        r = next(x for x in records if x["runtime"] == runtime)
+        if r.get("peak_rss_model_mb") is None:
+            continue
+        torch_note = (" The probe imports torch (ExecuTorch's Python bindings need it), so the "
+                      "baseline includes libtorch; the model's own cost is the difference."
+                      if r.get("rss_includes_torch") else "")
+        out.append(f"Memory ({runtime}): {r['variant']} peaks at {r['peak_rss_mb']:.1f} MB in a "
+                   f"fresh process, of which {r['peak_rss_model_mb']:.1f} MB is the model's own "
+                   f"(over a {r['rss_baseline_mb']:.1f} MB baseline after the imports)."
+                   + torch_note)
+    return out
 
 
 def _reference(records: list[dict], rec: dict) -> dict:
