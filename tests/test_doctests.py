@@ -7,7 +7,8 @@ import pytest
 
 MODULES = ["edgepress.measurement.latency", "edgepress.measurement.stats",
            "edgepress.measurement.size", "edgepress.measurement.comparison",
-           "edgepress.measurement.graph", "edgepress.report.effects", "edgepress.report.table",
+           "edgepress.measurement.graph", "edgepress.measurement.params",
+           "edgepress.measurement.macs", "edgepress.report.effects", "edgepress.report.table",
            "edgepress.report.pareto", "edgepress.report"]
 
 
