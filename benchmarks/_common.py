@@ -53,6 +53,11 @@ def provenance() -> str:
 
 
 def stamped(md: str) -> str:
-    """``md`` with the :func:`provenance` line after its first line (the title)."""
+    """``md`` with the :func:`provenance` line after its first line (the title): the commit as
+    it was when the script started (a long benchmark must not name a later commit).
+    """
     first, _, rest = md.partition("\n")
-    return f"{first}\n\n{provenance()}\n{rest}"
+    return f"{first}\n\n{_AT_START}\n{rest}"
+
+
+_AT_START = provenance()  # taken when a benchmark script imports this module, i.e. at its start
