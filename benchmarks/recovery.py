@@ -41,8 +41,8 @@ def arm(parent: Path, teacher: str, seed: int, args: argparse.Namespace, runs: P
 
 def table(parent_acc: float, rows: list[dict], args: argparse.Namespace, minutes: float) -> str:
     lines = [f"# Distillation-aided recovery of cnn channel pruning 0.5, {args.data}", "",
-             f"{args.epochs} fine-tune epochs on the first {args.train_subset} training images "
-             f"(the study's budget); teacher = the unpruned parent (α = {args.alpha}, "
+             f"{args.epochs} fine-tune epochs on the first {args.train_subset} training images"
+             f"{budget_note(args)}; teacher = the unpruned parent (α = {args.alpha}, "
              f"T = {args.temperature}); seeds {args.seeds}; test split; "
              f"{time.strftime('%Y-%m-%d')}; {minutes:.1f} min.", "",
              f"Original (unpruned) test accuracy: {100 * parent_acc:.2f}%.", "",
@@ -58,6 +58,11 @@ def table(parent_acc: float, rows: list[dict], args: argparse.Namespace, minutes
                      f"{100 * mean:.2f} | {100 * (mean - parent_acc):+.2f} | {100 * sd:.2f} | "
                      f"{statistics.mean(secs):.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def budget_note(args: argparse.Namespace) -> str:
+    """`` (the study's budget)`` when the fine-tune is the full study's, else nothing."""
+    return " (the study's budget)" if (args.epochs, args.train_subset) == (2, 30000) else ""
 
 
 def main() -> None:
