@@ -95,17 +95,17 @@ def _read_safetensors(p: Path) -> dict[str, torch.Tensor]:
         raise InputError(f"cannot read {p} as safetensors: {e}") from None
 
 
-def _read_torch(p: Path) -> dict[str, torch.Tensor]:
-    import pickle
+_REFUSED = "Weights only load failed"  # how torch.load(weights_only=True) refuses pickled objects
 
+
+def _read_torch(p: Path) -> dict[str, torch.Tensor]:
     try:
         obj: Any = torch.load(str(p), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = (str(e).strip().splitlines() or [""])[0][:160]
-        raise InputError(f"{p} cannot be loaded without pickle (weights_only=True refused it: "
-                         f"{first}); save a state dict of tensors, or safetensors") from None
-    except Exception as e:  # zip, EOF, unknown format: not a weights file
+    except Exception as e:  # refused objects, zip, EOF, unknown format: all a bad weights file
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        if _REFUSED in str(e):
+            raise InputError(f"{p} cannot be loaded without pickle (weights_only=True refused "
+                             f"it); save a state dict of tensors, or safetensors") from None
         raise InputError(f"cannot read {p} as PyTorch weights: {first}") from None
     if isinstance(obj, dict):
         for key in _NESTED:

@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import math
@@ -50,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError
+from ..size import file_sha256
 from .base import Runtime, Session, rss_fields, spawn_probe
 
 INSTALL_HINT = "pip install 'edgepress[mobile]'"
@@ -143,15 +143,6 @@ def load_method(path: Path, threads: int | None) -> Any:
 def info_path(pte: Path) -> Path:
     """Where the exporter's description of ``pte`` lives (``model.pte.json``)."""
     return pte.with_name(pte.name + INFO_SUFFIX)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file (ties ``model.pte.json`` to the program it describes)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_info(pte: Path) -> dict | None:
