@@ -93,10 +93,6 @@ class Runtime(ABC):
             (peak − baseline is the model's own cost), and whether torch had to be imported.
         """
 
-    def peak_rss_mb(self, path: Path, *, threads: int, x: np.ndarray) -> float:
-        """The peak RSS alone (MB), as :meth:`peak_rss` measures it."""
-        return self.peak_rss(path, threads=threads, x=x)["peak_rss_mb"]
-
     def file_counts(self, path: Path) -> dict:
         """Parameters and MACs of a bare deployment file that is not ONNX (nothing to count
         them on by default).
