@@ -3,7 +3,7 @@ accuracy delta with the CI of the paired difference and an exact McNemar p-value
 the first model.
 
 Every compare also times a second session of the reference file (A′) in the same rounds. How far
-A′ lands from A is the *noise floor* of this host and session (at least 0.5%): every speed-up CI
+A′ lands from A is the *noise floor* of this host and session (at least 1%): every speed-up CI
 is widened to at least ± that floor, and a speed-up whose CI overlaps ``1 ± floor`` is reported
 as "no measurable change". The A′ row is kept last in the list (``variant: "reference-again"``);
 reports and plots leave it out (:func:`measured_rows`).

@@ -87,7 +87,11 @@ def bootstrap_speedup(ref_ms: np.ndarray, other_ms: np.ndarray, *, n_boot: int =
     return float(lo), float(hi)
 
 
-MIN_NOISE_FLOOR = 0.005  # a measured floor is never taken as below 0.5%
+# A measured floor is never taken as below 1%: one A′ session is a single draw of the
+# session-to-session spread. In 25 ``compare A A`` runs of the digits mlp (10-18 µs a run, VNNI
+# host) |A′/A − 1| reached 1.4% and B/A 0.988; with a 0.5% minimum 1 of the 25 identical pairs
+# was called "slower". With 1%, a verdict needs a ~2% difference.
+MIN_NOISE_FLOOR = 0.01
 
 
 def noise_floor(ref_ms: float, again_ms: float, minimum: float = MIN_NOISE_FLOOR) -> float:
@@ -98,10 +102,10 @@ def noise_floor(ref_ms: float, again_ms: float, minimum: float = MIN_NOISE_FLOOR
     a fixed amount (where their buffers landed in memory: ten ``compare A A`` runs on one host
     gave 0.998–1.007). Differences below this floor are not resolved.
 
-    >>> noise_floor(1.0, 1.007)
-    0.007
+    >>> noise_floor(1.0, 1.017)
+    0.017
     >>> noise_floor(1.0, 1.001)
-    0.005
+    0.01
     """
     return max(minimum, round(abs(again_ms / ref_ms - 1.0), 12))
 
