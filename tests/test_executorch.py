@@ -25,7 +25,7 @@ def _one_error_line(proc):
 
 
 def _logits(pte, x):
-    from edgepress.measurement.runtimes import get_runtime
+    from edgepress.runtimes import get_runtime
 
     session = get_runtime("executorch").load(pte, threads=1)
     assert session.input_shape == (1, *x.shape[1:])  # exported at batch 1
@@ -108,7 +108,7 @@ def test_compare_on_executorch_gives_contract_records(runs, tmp_path):
     ok, out = contract_ok(tmp_path / "c.json")
     assert ok, out
     ref, q, again = rows
-    assert again["variant"] == "reference-again" and again["noise_floor"] >= 0.005
+    assert again["variant"] == "reference-again" and again["noise_floor"] >= 0.01
     assert ref["runtime"] == "executorch" and ref["versions"]["executorch"]
     assert ref["runtime_version"] == ref["versions"]["executorch"]
     assert ref["batch"] == 1 and ref["threads"] == 1

@@ -44,7 +44,7 @@ def test_onnxruntime_record_has_the_probe_baseline(foreign_onnx, tmp_path):
 
 
 def test_onnxruntime_peak_rss_reports_baseline_after_imports(foreign_onnx, digits):
-    from edgepress.measurement.runtimes import get_runtime
+    from edgepress.runtimes import get_runtime
 
     rss = get_runtime("onnxruntime").peak_rss(foreign_onnx, threads=1, x=digits.x_test[:1])
     assert set(rss) == {"peak_rss_mb", "rss_baseline_mb", "rss_includes_torch"}
@@ -53,18 +53,19 @@ def test_onnxruntime_peak_rss_reports_baseline_after_imports(foreign_onnx, digit
 
 @pytest.fixture(scope="module")
 def pte_run(mlp_run, tmp_path_factory):
-    """A copy of the session's mlp run, exported to ``model.pte`` (and its ``model.pte.json``)."""
-    from edgepress.checkpoint import load_run
-    from edgepress.export.deploy import export_run
+    """A copy of the session's mlp run, exported to ``model.pte`` (and its ``model.pte.json``)
+    by ``edgepress export --format pte``.
+    """
+    from edgepress.cli.main import main
 
     run = tmp_path_factory.mktemp("pte") / "mlp"
     shutil.copytree(mlp_run, run)
-    export_run(load_run(run), "pte")
+    assert main(["export", str(run), "--format", "pte"]) == 0
     return run
 
 
 @needs_executorch
-def test_exporter_records_the_onnx_twin_counts(pte_run):
+def test_export_records_the_onnx_twin_counts(pte_run):
     counts = json.loads((pte_run / "model.pte.json").read_text())["counts"]
     assert counts["from"] == "onnx-twin"
     assert {k: counts[k] for k in ("params_total", "params_nonzero", "macs")} == \
@@ -74,7 +75,7 @@ def test_exporter_records_the_onnx_twin_counts(pte_run):
 @needs_executorch
 def test_run_on_executorch_counts_on_its_onnx_twin(pte_run):
     from edgepress.measurement.record import resolve_target
-    from edgepress.measurement.runtimes import get_runtime
+    from edgepress.runtimes import get_runtime
 
     target = resolve_target(pte_run, get_runtime("executorch"))
     got = target.count((1, 1, 8, 8))

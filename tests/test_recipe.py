@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from tests.conftest import cli, contract_ok, run_cli
 
 from edgepress.checkpoint import atomic_dir, load_run, new_meta, save_model
@@ -20,7 +21,7 @@ from edgepress.recipe import (
     step_names,
 )
 from edgepress.recipe.order import State
-from edgepress.recipe.steps import STEPS
+from edgepress.steps.registry import STEPS
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TORCH = State("torch", "mlp", "the input run 'mlp'")
@@ -139,16 +140,30 @@ def test_shipped_recipes_validate():
             assert step.kind.parse(step.config.to_dict()).to_dict() == step.config.to_dict()
 
 
-def test_a_step_registers_with_one_line(tmp_path):
+def test_a_step_registers_with_one_line(run, tmp_path):
     @dataclasses.dataclass
     class ToyConfig(JsonConfig):
         level: int = 1
 
-    calls = []
+    def apply_toy(model, config, ctx):  # scale the last layer's bias: a real, measured change
+        from edgepress.steps import StepResult
+
+        last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            last.bias.mul_(config.level)
+        return StepResult(model=model, config=config.to_dict(), sections={"toy": config.level})
+
     try:
-        register_step("toy", ToyConfig, lambda run, config, **kw: calls.append(config))
+        register_step("toy", ToyConfig, apply_toy)
         recipe = parse_recipe("- step: toy\n  level: 3\n")
         assert recipe.steps[0].config == ToyConfig(level=3)
+        summary = compress(run, recipe, out=tmp_path / "toy", progress=False)
+        meta = json.loads((tmp_path / "toy" / "steps" / "01-toy" / "model.json").read_text())
+        assert meta["toy"] == 3 and meta["provenance"]["config"] == {"level": 3}
+        assert meta["provenance"]["parent"] == str(run.resolve())
+        row = summary["steps"][0]
+        assert row["step"] == "toy" and row["params_total"] > 0
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["latency_ms"]["median"] > 0
         with pytest.raises(InputError, match="line 2: step toy: level must be an integer"):
             parse_recipe("- step: toy\n  level: high\n")
     finally:

@@ -22,13 +22,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import os
 import shutil
-import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,17 +35,12 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .records import META_SCHEMA, RunMeta
 from .version import __version__
 
-SCHEMA = 1
+SCHEMA = META_SCHEMA
 MODEL_JSON, WEIGHTS, ONNX, PTE, METRICS = (
     "model.json", "model.safetensors", "model.onnx", "model.pte", "metrics.json")
-
-
-def fp32_deployment() -> dict[str, Any]:
-    """The deployment record of a plain fp32 ONNX model."""
-    return {"format": "onnx", "precision": "fp32", "quantization": None,
-            "calibration_indices_hash": None}
 
 
 def new_meta(*, zoo: str | None = None, kwargs: dict | None = None, onnx_source: str | None = None,
@@ -55,24 +48,27 @@ def new_meta(*, zoo: str | None = None, kwargs: dict | None = None, onnx_source:
              splits: dict | None = None, parent: str | None = None, config: dict | None = None,
              seed: int | None = None) -> dict[str, Any]:
     """A fresh ``model.json`` dict (architecture, data, splits, provenance, deployment)."""
+    arch = architecture_record(zoo=zoo, kwargs=kwargs, input_shape=input_shape,
+                               num_classes=num_classes)
+    if onnx_source is not None:
+        arch["onnx"] = onnx_source
+    return RunMeta.new(architecture=arch, data=data, splits=splits, parent=parent,
+                       config=config, seed=seed).to_dict()
+
+
+def architecture_record(*, zoo: str | None, kwargs: dict | None, input_shape: tuple[int, ...],
+                        num_classes: int) -> dict[str, Any]:
+    """The ``architecture`` record of a model built from the zoo (or a user's file: its source
+    and sha256 are recorded too).
+
+    >>> architecture_record(zoo="mlp", kwargs={}, input_shape=(1, 8, 8), num_classes=10)
+    {'input_shape': [1, 8, 8], 'num_classes': 10, 'zoo': 'mlp', 'kwargs': {}}
+    """
     arch: dict[str, Any] = {"input_shape": list(input_shape), "num_classes": num_classes}
     if zoo is not None:
         arch.update(zoo=zoo, kwargs=dict(kwargs or {}))
         arch.update(_user_source(zoo))
-    if onnx_source is not None:
-        arch["onnx"] = onnx_source
-    return {
-        "schema": SCHEMA,
-        "architecture": arch,
-        "data": data,
-        "splits": splits or {},
-        "provenance": {
-            "parent": parent, "command": " ".join(["edgepress", *sys.argv[1:]]),
-            "config": config or {}, "seed": seed, "edgepress_version": __version__,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        },
-        "deployment": fp32_deployment(),
-    }
+    return arch
 
 
 def _user_source(zoo: str) -> dict[str, Any]:
@@ -149,9 +145,7 @@ class Run:
         if bad:
             raise InputError(f"{self.file(WEIGHTS)} has NaN/inf weights in {bad[0]}")
         if arch.get("transforms"):  # structure methods changed the layers (edgepress.structure)
-            from .structure.replay import replay_
-
-            replay_(model, arch["transforms"])
+            replay_transforms_(model, arch["transforms"])
         if arch.get("pruned_shapes"):  # channel-pruned: layers are narrower than the zoo's
             resize_to_state_(model, state)
         try:
@@ -161,6 +155,38 @@ class Run:
             raise InputError(
                 f"{self.file(WEIGHTS)} does not fit {self.model_name}: {first}") from None
         return model.eval()
+
+
+# Structural transforms recorded in ``architecture.transforms`` are replayed by the functions
+# their owners register (``edgepress.structure.replay``: fold, merge, lowrank, drop_blocks); the
+# modules are named here and imported on first use, so the run layer does not depend on them.
+Replay = Callable[[nn.Module, list[dict]], None]
+REPLAY_MODULES = ["edgepress.structure.replay"]
+_REPLAY: list[Replay] = []
+
+
+def register_replay(fn: Replay) -> Replay:
+    """Make ``fn(model, transforms)`` the replayer of recorded structural transforms."""
+    _REPLAY[:] = [fn]
+    return fn
+
+
+def replay_transforms_(model: nn.Module, transforms: list[dict]) -> None:
+    """Rebuild the recorded structural ``transforms`` on a fresh zoo ``model`` (in place).
+
+    Raises:
+        InputError: no replayer in this build, or a transform it cannot replay.
+    """
+    if not _REPLAY:
+        import importlib
+
+        for module in REPLAY_MODULES:
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise InputError(f"this run has structural transforms but {module} is not "
+                                 f"available ({e})") from None
+    _REPLAY[0](model, transforms)
 
 
 def resize_to_state_(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -222,8 +248,11 @@ def load_run(path: str | os.PathLike) -> Run:
         raise InputError(f"{str(p)!r} is not a run: it has no {MODEL_JSON}")
     try:
         meta = json.loads(mj.read_text())
-        meta["architecture"]["input_shape"]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{mj} is not a valid run description: {e}") from None
+    try:
+        RunMeta.from_dict(meta)
+    except InputError as e:
         raise InputError(f"{mj} is not a valid run description: {e}") from None
     return Run(p, meta)
 

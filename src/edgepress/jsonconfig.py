@@ -35,3 +35,22 @@ class JsonConfig:
         if unknown:
             raise InputError(f"unknown {cls.config_name} option(s): {', '.join(sorted(unknown))}")
         return cls(**d)
+
+
+CONFIG_VERSION = 1  # the version of every step config this edgepress writes
+
+
+def check_version(name: str, version: object, current: int = CONFIG_VERSION) -> None:
+    """A step config's ``version`` must be one this edgepress reads (1 .. ``current``).
+
+    >>> check_version("pruning", 1)
+    >>> check_version("pruning", 7)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    edgepress.errors.InputError: pruning config version 7 is newer than this edgepress ...
+    """
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InputError(f"{name} config version must be a positive integer (got {version!r})")
+    if version > current:
+        raise InputError(f"{name} config version {version} is newer than this edgepress reads "
+                         f"({current}); upgrade edgepress")

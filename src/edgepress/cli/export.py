@@ -17,6 +17,11 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
     from ..checkpoint import load_run
     from ..export.deploy import export_run
 
-    path = export_run(load_run(args.run), args.format)
+    run = load_run(args.run)
+    path = export_run(run, args.format)
+    if args.format == "pte":  # a copy of the file, measured alone, reports the run's counts
+        from ..measurement.record import record_twin_counts
+
+        record_twin_counts(run)
     print(f"wrote {path}")
     return 0

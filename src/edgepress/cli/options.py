@@ -59,6 +59,11 @@ def add_finetune(p: argparse.ArgumentParser, epochs_help: str) -> None:
                    help="peak fine-tuning learning rate (default: half the model's recipe)")
     p.add_argument("--train-subset", type=positive_int, default=None, metavar="N",
                    help="fine-tune on the first N training images only (quick runs)")
+    add_teacher(p)
+
+
+def add_teacher(p: argparse.ArgumentParser) -> None:
+    """``--finetune-teacher``, ``--finetune-alpha``, ``--finetune-temperature``."""
     p.add_argument("--finetune-teacher", metavar="none|parent|RUN", default=None,
                    help="distil from this model while fine-tuning: parent (the unpruned model) "
                         "or a run directory (default: none, the labels alone)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .main import positive_int
-from .options import add_data, add_seed, data_spec
+from .options import add_data, add_seed, add_teacher, data_spec
 
 HELP = "quantize a run or an fp32 ONNX file (static/dynamic int8, QAT, low-bit weights)"
 
@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="qat: fine-tuning epochs (default: 2)")
     p.add_argument("--lr", type=float, default=None, help="qat: learning rate (default: 1e-4)")
+    p.add_argument("--train-subset", type=positive_int, default=None, metavar="N",
+                   help="qat: fine-tune on the first N training images only")
+    add_teacher(p)
     add_data(p, "the run's data; for a file, fashion-mnist if installed, else digits")
     add_seed(p)
     p.add_argument("--sensitivity", action="store_true",
@@ -55,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
         mode=args.mode, granularity=args.granularity, calib_method=args.calib_method,
         calibration=args.calibration, bits=args.bits, group_size=args.group_size,
         skip_layers=[s for s in args.skip_layers.split(",") if s.strip()],
-        accuracy_budget=args.accuracy_budget, epochs=args.epochs, lr=args.lr, seed=args.seed)
+        accuracy_budget=args.accuracy_budget, epochs=args.epochs, lr=args.lr,
+        train_subset=args.train_subset, teacher=args.finetune_teacher,
+        alpha=args.finetune_alpha, temperature=args.finetune_temperature, seed=args.seed)
     record = quantize(args.target, config, out=args.out, data=data_spec(args),
                       sensitivity=args.sensitivity, profile=args.profile,
                       progress=not args.no_progress)

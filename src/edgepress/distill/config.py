@@ -12,10 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import InputError
-from ..jsonconfig import JsonConfig
+from ..jsonconfig import CONFIG_VERSION, JsonConfig, check_version
 
 
 @dataclass
@@ -51,8 +53,10 @@ class DistillConfig(JsonConfig):
     lr: float | None = None
     batch_size: int | None = None
     train_subset: int | None = None
+    version: int = CONFIG_VERSION  # of this config's format
 
     def __post_init__(self) -> None:
+        check_version("distillation", self.version)
         if not self.temperature > 0:
             raise InputError(f"temperature must be > 0 (got {self.temperature})")
         if not 0.0 <= self.alpha <= 1.0:
@@ -75,3 +79,49 @@ class DistillConfig(JsonConfig):
             return None
         t, s = self.hint.split(":")
         return t, s
+
+
+@dataclass
+class DistillStepConfig(DistillConfig):
+    """A distillation step: the incoming run is the teacher, ``student`` the new model.
+
+    ``student`` is a zoo spec (``lenet5:width=0.5``), ``same[:k=v]`` for the teacher's own zoo
+    architecture with these options (``same:width=0.5``: a half-width student of the same
+    family), or a run directory to start from. Every other key is a
+    :class:`~edgepress.distill.DistillConfig` option.
+    """
+
+    config_name = "distill step"
+
+    student: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.student, str) or not self.student:
+            raise InputError("a distill step needs 'student: NAME[:k=v]' (e.g. "
+                             "same:width=0.5 or lenet5:width=0.5)")
+
+    def distill_config(self) -> DistillConfig:
+        """The options without the student: what :func:`~edgepress.distill.distill` takes."""
+        return DistillConfig(**{f.name: getattr(self, f.name)
+                                for f in dataclasses.fields(DistillConfig)})
+
+    def resolve_student(self, teacher_zoo: str | None) -> str:
+        """The student spec with ``same`` replaced by the teacher's zoo name.
+
+        Raises:
+            InputError: an unknown model or bad options in the spec.
+        """
+        from ..zoo import ModelSpec
+
+        name, sep, rest = self.student.partition(":")
+        if name == "same":
+            if teacher_zoo is None:
+                raise InputError("student 'same' needs a teacher from the zoo")
+            spec = teacher_zoo + sep + rest
+        elif Path(self.student).is_dir():
+            return self.student
+        else:
+            spec = self.student
+        ModelSpec.parse(spec)  # raises InputError
+        return spec

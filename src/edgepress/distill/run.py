@@ -12,23 +12,24 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import statistics
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import Run, atomic_dir, check_output_dir, load_run, new_meta
+from ..checkpoint import Run, architecture_record, load_run
 from ..data import Dataset, load_data
 from ..errors import InputError
-from ..produce import build_run_in
 from ..training import TrainConfig, accuracy, cross_entropy, default_recipe, fit, seed_everything
 from ..zoo import ModelSpec, create_model
-from .config import DistillConfig
+from .config import DistillConfig, DistillStepConfig
 from .loss import HintProjection, kd_loss
 
 
@@ -40,15 +41,20 @@ class _Student:
     zoo: str
     kwargs: dict
     recipe_name: str
+    architecture: dict  # the new run's architecture record (a run's own, kept whole)
 
 
 def distill(teacher: str | os.PathLike, student: str, config: DistillConfig, *,
             out: str | os.PathLike, data: str | None = None, progress: bool = True) -> dict:
     """Train ``student`` from ``teacher`` (KD arm) and without it (baseline arm), per seed.
 
+    The step runner (:func:`edgepress.steps.run_step`) opens the teacher, applies
+    :func:`apply_distill` and writes both measured runs.
+
     Args:
         teacher: a run directory with PyTorch weights (frozen, eval mode).
-        student: a zoo spec (``"lenet5:width=0.25"``) or a run directory to start from.
+        student: a zoo spec (``"lenet5:width=0.25"``), ``same[:k=v]`` (the teacher's own
+            architecture with these options) or a run directory to start from.
         config: temperature, α, epochs, seeds, caching, hint.
         out: the KD student's run directory (seed ``config.seed``), with ``distill.json`` and the
             baseline student of the same seed in ``out/baseline``.
@@ -61,31 +67,68 @@ def distill(teacher: str | os.PathLike, student: str, config: DistillConfig, *,
     Raises:
         InputError: teacher not a run, mismatched classes or input shapes, bad options.
     """
-    check_output_dir(out, (teacher, *((student,) if Path(str(student)).is_dir() else ())))
-    t_run = load_run(teacher)
+    from ..steps import run_step
+
+    step = DistillStepConfig(**config.to_dict(), student=str(student))
+    return run_step("distill", teacher, step, out=out, data=data, progress=progress).report
+
+
+def open_teacher(target: str | os.PathLike | Run, data: str | None,
+                 config: DistillConfig) -> tuple[nn.Module, Any]:
+    """The teacher run (frozen model) and the step context with its data.
+
+    Raises:
+        InputError: not a run, no PyTorch weights, images that do not fit, a hint with a cache.
+    """
+    from ..steps import StepContext
+
+    t_run = target if isinstance(target, Run) else load_run(target)
     t_model = _frozen(t_run)
     ds = load_data(data or t_run.meta["data"])
     _check_shapes(t_run, ds)
-    spec = _student(student, ds)
-    _check_student(spec, t_model, ds)
     if config.cache_teacher and config.hint:
         raise InputError("a hint needs the teacher's features every batch; drop --cache-teacher")
-    base_cfg = default_recipe(spec.recipe_name, epochs=config.epochs, lr=config.lr,
-                              batch_size=config.batch_size, train_subset=config.train_subset)
-    if config.cache_teacher:  # cached logits are of the unaugmented images: no mirroring
+    return t_model, StepContext(data=ds, parent=t_run, parent_ref=str(t_run.path.resolve()))
+
+
+def apply_distill(teacher: nn.Module, config: DistillStepConfig, ctx: Any) -> Any:
+    """The distill step: the parent is the teacher; train ``config.student`` with it (KD arm)
+    and without it (baseline arm), for each seed. The new run is the KD student of the first
+    seed, with the baseline of that seed as the child run ``baseline``.
+    """
+    from ..steps import StepResult
+
+    ds = ctx.data
+    t_run = ctx.parent
+    spec = _student(config.resolve_student(t_run.meta["architecture"].get("zoo")), ds)
+    _check_student(spec, teacher, ds)
+    dcfg = config.distill_config()
+    base_cfg = default_recipe(spec.recipe_name, epochs=dcfg.epochs, lr=dcfg.lr,
+                              batch_size=dcfg.batch_size, train_subset=dcfg.train_subset)
+    if dcfg.cache_teacher:  # cached logits are of the unaugmented images: no mirroring
         base_cfg = dataclasses.replace(base_cfg, augment="none")
     arms: dict[str, list[dict]] = {"kd": [], "baseline": []}
     first: dict[str, nn.Module] = {}
-    for seed in range(config.seed, config.seed + config.seeds):
+    for seed in range(dcfg.seed, dcfg.seed + dcfg.seeds):
         train_cfg = TrainConfig(**{**base_cfg.to_dict(), "seed": seed})
         for arm in ("baseline", "kd"):
-            model, res = _train_arm(arm, spec, t_model, ds, train_cfg, config, progress)
+            model, res = _train_arm(arm, spec, teacher, ds, train_cfg, dcfg, ctx.progress)
             arms[arm].append({"seed": seed, "val_accuracy": res,
                               "test_accuracy": accuracy(model, ds.x_test, ds.y_test)})
             first.setdefault(arm, model)
-    summary = _summary(t_model, ds, arms, config, base_cfg, t_run, spec)
-    _write(out, first, summary, spec, ds, t_run, config, base_cfg)
-    return summary
+    summary = _summary(teacher, ds, arms, dcfg, base_cfg, t_run, spec)
+    splits = ds.subset(dcfg.train_subset).splits_record()
+
+    def arm_result(arm: str) -> StepResult:
+        return StepResult(model=first[arm], architecture=spec.architecture, splits=splits,
+                          config={"arm": arm, "distill": dcfg.to_dict(),
+                                  "train": base_cfg.to_dict()}, seed=dcfg.seed)
+
+    result = arm_result("kd")
+    result.files = {"distill.json": summary}
+    result.children = {"baseline": arm_result("baseline")}
+    result.report = summary
+    return result
 
 
 def distill_(teacher: nn.Module, student: nn.Module, config: DistillConfig, *,
@@ -155,11 +198,18 @@ def _student(student: str, ds: Dataset) -> _Student:
             raise InputError(f"student expects input {list(run.input_shape)} but {ds.name} has "
                              f"{list(ds.input_shape)}")
         arch = run.meta["architecture"]
-        return _Student(run.build_model, arch["zoo"], dict(arch.get("kwargs", {})), arch["zoo"])
+        if "zoo" not in arch:
+            raise InputError(f"student {str(p)!r} has no PyTorch architecture (it came from an "
+                             "ONNX file)")
+        return _Student(run.build_model, arch["zoo"], dict(arch.get("kwargs", {})), arch["zoo"],
+                        copy.deepcopy(arch))
     spec = ModelSpec.parse(student)
     return _Student(lambda: create_model(spec, input_shape=ds.input_shape,
                                          num_classes=ds.num_classes),
-                    spec.name, dict(spec.kwargs), spec.name)
+                    spec.name, dict(spec.kwargs), spec.name,
+                    architecture_record(zoo=spec.name, kwargs=dict(spec.kwargs),
+                                        input_shape=tuple(ds.input_shape),
+                                        num_classes=int(ds.num_classes)))
 
 
 def _check_student(spec: _Student, teacher: nn.Module, ds: Dataset) -> None:
@@ -264,19 +314,3 @@ def _summary(teacher: nn.Module, ds: Dataset, arms: dict, config: DistillConfig,
                    "data": ds.name, "seeds": [r["seed"] for r in arms["kd"]],
                    "arms_differ_only_in": "loss (baseline: cross-entropy; kd: Hinton KD)"},
     }
-
-
-def _write(out: str | os.PathLike, first: dict[str, nn.Module], summary: dict, spec: _Student,
-           ds: Dataset, t_run: Run, config: DistillConfig, base_cfg: TrainConfig) -> None:
-    final = Path(out)
-
-    def meta(arm: str) -> dict:
-        m = new_meta(zoo=spec.zoo, kwargs=spec.kwargs, input_shape=ds.input_shape,
-                     num_classes=ds.num_classes, data=ds.name, splits=ds.splits_record(),
-                     parent=str(t_run.path), seed=config.seed,
-                     config={"arm": arm, "distill": config.to_dict(), "train": base_cfg.to_dict()})
-        return m
-
-    with atomic_dir(final) as tmp:
-        build_run_in(tmp, final, first["kd"], meta("kd"), extra_files={"distill.json": summary})
-        build_run_in(tmp / "baseline", final / "baseline", first["baseline"], meta("baseline"))

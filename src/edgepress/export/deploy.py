@@ -21,7 +21,8 @@ Exporter = Callable[[Run], Path]
 _EXPORTERS: dict[tuple[str, str], Exporter] = {}
 _FILES = {"onnx": ONNX, "pte": PTE}
 # Modules that register more exporters (int8 ONNX, ExecuTorch); imported on first export.
-PLUGIN_MODULES: list[str] = ["edgepress.quantize.deploy", "edgepress.export.pte"]
+PLUGIN_MODULES: list[str] = ["edgepress.quantize.deploy", "edgepress.export.pte",
+                             "edgepress.quantize.xnnpack"]
 
 
 def register_exporter(fmt: str, precision: str) -> Callable[[Exporter], Exporter]:

@@ -72,9 +72,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, input_shape: tuple
 
 def parity(model: nn.Module, onnx_path: str | os.PathLike, x: np.ndarray) -> float:
     """Largest |ONNX Runtime logits − PyTorch logits| on ``x`` at batch 1 and full batch."""
-    import onnxruntime as ort
+    from ..runtimes.onnxruntime import inference_session
 
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    sess = inference_session(onnx_path, threads=1)
     name = sess.get_inputs()[0].name
     x = np.ascontiguousarray(x, dtype=np.float32)
     with torch.no_grad():

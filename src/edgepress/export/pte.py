@@ -5,13 +5,14 @@ a static shape is what XNNPACK plans best), ``to_edge_transform_and_lower`` with
 ``XnnpackPartitioner``, ``to_executorch``. Beside ``model.pte`` goes ``model.pte.json``: the
 share of the graph's operators lowered to XNNPACK, the operators inside each delegate, those left
 outside it (run by ExecuTorch's portable kernels), the program's plan, the quantization applied,
-the parity check and, for a run, its parameter and MAC counts (``counts``, read from the run's
-ONNX twin: what ``edgepress measure FILE.pte`` reports). It carries the program's SHA-256, so it
-never describes another file.
+the parity check and, once the run is measured, its parameter and MAC counts (``counts``, from the
+run's ONNX twin: what ``edgepress measure FILE.pte`` reports). It carries the program's
+SHA-256, so it never describes another file.
 
-An int8 run is exported int8, never fp32: its recorded quantization is re-applied with torchao's
-pt2e flow and ExecuTorch's ``XNNPACKQuantizer`` (see :func:`xnnpack_quant`), calibrated on the
-same training images as the ONNX path (same draw, same hash, same batches).
+An int8 run is exported int8, never fp32: the quantization backend for XNNPACK
+(:mod:`edgepress.quantize.xnnpack`, torchao's pt2e flow with ExecuTorch's ``XNNPACKQuantizer``)
+re-applies its recorded quantization, calibrated on the same training images as the ONNX path,
+through the :class:`GraphQuantizer` interface; this module only lowers and checks.
 
 The model is wrapped in a one-attribute module before export: ExecuTorch's batch-norm fusion
 fails on a bare top-level ``nn.Sequential``.
@@ -32,11 +33,10 @@ import os
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -63,27 +63,16 @@ class _Wrapped(nn.Module):
         return self.model(x)
 
 
-@dataclass
-class PteQuant:
-    """The XNNPACK quantization to apply.
-
-    Attributes:
-        mode: ``static`` (int8 weights and activations, calibrated) or ``dynamic`` (int8
-            weights, activations quantized per call).
-        per_channel: one weight scale per output channel (else per tensor).
-        observer: activation range: ``minmax`` (exactly the ONNX path's) or ``histogram``
-            (XNNPACK's default, standing in for percentile / entropy calibration).
-        calib_x: calibration images (static), fed in batches of ``calib_batch``.
-        skip_modules: module paths kept in float.
+class GraphQuantizer(Protocol):
+    """What an int8 export needs from a quantization backend (``edgepress.quantize.xnnpack``):
+    the model quantized for the lowering, and a record of what was applied.
     """
 
-    mode: str = "static"
-    per_channel: bool = True
-    observer: str = "minmax"
-    calib_x: np.ndarray | None = None
-    calib_batch: int = 32
-    skip_modules: list[str] = field(default_factory=list)
-    record: dict = field(default_factory=dict)  # what the run recorded, copied into the info
+    def quantize(self, model: nn.Module, example: tuple[torch.Tensor]) -> nn.Module:
+        """``model`` with its quantization applied, ready for ``torch.export``."""
+
+    def record(self) -> dict:
+        """What was applied (written into ``model.pte.json`` as ``quantization``)."""
 
 
 @contextlib.contextmanager
@@ -100,7 +89,7 @@ def _quiet() -> Iterator[None]:
 
 
 def export_pte(model: nn.Module, path: str | os.PathLike, *, input_shape: tuple[int, ...],
-               check_inputs: np.ndarray, quant: PteQuant | None = None,
+               check_inputs: np.ndarray, quantizer: GraphQuantizer | None = None,
                counts: dict | None = None) -> dict:
     """Export ``model`` to an ExecuTorch program lowered to XNNPACK, at batch 1; verify it.
 
@@ -111,7 +100,7 @@ def export_pte(model: nn.Module, path: str | os.PathLike, *, input_shape: tuple[
         path: the ``.pte`` file to write.
         input_shape: one image's shape (C, H, W).
         check_inputs: real images the program is checked on against PyTorch.
-        quant: the quantization to apply (``None``: fp32).
+        quantizer: the quantization to apply (``None``: fp32), from a quantization backend.
         counts: ``{"params_total", "params_nonzero", "macs", …}`` to record as ``counts``
             (``None``: not recorded; a measurement then reads them from the program).
 
@@ -123,26 +112,26 @@ def export_pte(model: nn.Module, path: str | os.PathLike, *, input_shape: tuple[
         ExportError: the fp32 program disagrees with PyTorch by more than 1e-4 (relative to
             the logits' scale), or the program returns non-finite logits.
     """
-    from ..measurement.runtimes.executorch import require_executorch
+    from ..runtimes.executorch import require_executorch
 
     require_executorch("exporting to pte")
     t0 = time.perf_counter()
     wrapped = _Wrapped(model.eval()).eval()
     example = (torch.zeros(1, *input_shape),)
     with _quiet(), torch.no_grad():
-        graph: nn.Module = wrapped if quant is None else quantize_pt2e(wrapped, quant, example)
+        graph: nn.Module = wrapped if quantizer is None else quantizer.quantize(wrapped, example)
         edge = _lower(torch.export.export(graph, example))
         delegation = delegation_report(edge)
         program = edge.to_executorch()
-    info = _describe(program, delegation, input_shape, quant)
+    info = _describe(program, delegation, input_shape, quantizer)
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(program.buffer)
-        info["parity"] = _check(model, tmp, check_inputs, quant is None)
+        info["parity"] = _check(model, tmp, check_inputs, quantizer is None)
     info.update(sha256=_sha256(path), seconds=round(time.perf_counter() - t0, 2))
     if counts is not None:
         info["counts"] = counts
-    from ..measurement.runtimes.executorch import info_path
+    from ..runtimes.executorch import info_path
 
     write_json(info_path(path), info)
     return info
@@ -156,20 +145,20 @@ def _lower(ep: Any) -> Any:
 
 
 def _sha256(path: Path) -> str:
-    from ..measurement.runtimes.executorch import file_sha256
+    from ..files import file_sha256
 
     return file_sha256(path)
 
 
 def _describe(program: Any, delegation: dict, input_shape: tuple[int, ...],
-              quant: PteQuant | None) -> dict:
-    from ..measurement.runtimes.executorch import plan_summary
+              quantizer: GraphQuantizer | None) -> dict:
+    from ..runtimes.executorch import plan_summary
 
     return {
         "format": "pte", "file": PTE, "backend": "XnnpackBackend",
         "input_shape": [1, *input_shape],
-        "precision": "fp32" if quant is None else "int8",
-        "quantization": None if quant is None else _quant_record(quant),
+        "precision": "fp32" if quantizer is None else "int8",
+        "quantization": None if quantizer is None else quantizer.record(),
         "delegation": delegation, "plan": plan_summary(program.executorch_program),
         "versions": {d: _version(d) for d in ("executorch", "torch", "torchao")},
     }
@@ -182,20 +171,9 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _quant_record(q: PteQuant) -> dict:
-    return {"quantizer": "XNNPACKQuantizer (torchao pt2e)", "mode": q.mode,
-            "weights": "int8 symmetric ±127, " + ("per channel" if q.per_channel else
-                                                   "per tensor"),
-            "activations": ("int8 asymmetric per tensor, calibrated" if q.mode == "static" else
-                            "int8 per call (dynamic)"),
-            "activation_observer": q.observer if q.mode == "static" else None,
-            "calibration_images": None if q.calib_x is None else int(len(q.calib_x)),
-            "skipped_modules": list(q.skip_modules), **q.record}
-
-
 def _check(model: nn.Module, pte: Path, x: np.ndarray, fp32: bool) -> dict:
     """Run the program on ``x`` one image at a time; compare with PyTorch."""
-    from ..measurement.runtimes.executorch import load_method
+    from ..runtimes.executorch import load_method
 
     method = load_method(pte, None)  # the process's pool, whatever it is
     x = np.ascontiguousarray(x[:CHECK_IMAGES], dtype=np.float32)
@@ -251,128 +229,29 @@ def delegation_report(edge: Any) -> dict:
             "delegated": dict(sorted(inside.items())), "outside": dict(sorted(outside.items()))}
 
 
-def quantize_pt2e(model: nn.Module, quant: PteQuant, example: tuple[torch.Tensor]) -> nn.Module:
-    """pt2e quantization with ``XNNPACKQuantizer``: export, prepare, calibrate, convert.
-
-    Calibration runs on a dynamic-batch export so the images go in the ONNX path's batches.
-    """
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    dynamic = quant.mode == "static"
-    shapes = ({0: torch.export.Dim("batch", min=1, max=1 << 16)},) if dynamic else None
-    sample = example
-    if dynamic:
-        assert quant.calib_x is not None
-        sample = (torch.from_numpy(np.ascontiguousarray(quant.calib_x[:quant.calib_batch])),)
-    gm = torch.export.export(model, sample, dynamic_shapes=shapes).module()
-    prepared = prepare_pt2e(gm, _quantizer(quant))
-    if quant.mode == "static":
-        assert quant.calib_x is not None
-        x = torch.from_numpy(np.ascontiguousarray(quant.calib_x, dtype=np.float32))
-        for i in range(0, len(x), quant.calib_batch):
-            prepared(x[i:i + quant.calib_batch])
-    else:
-        prepared(*example)
-    return convert_pt2e(prepared)
+QuantizerFor = Callable[[Run, nn.Module, Any], GraphQuantizer]
 
 
-def _quantizer(quant: PteQuant) -> Any:
-    import dataclasses
-
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e import MinMaxObserver
-    from torchao.quantization.pt2e.quantizer import get_module_name_filter
-
-    cfg = get_symmetric_quantization_config(is_per_channel=quant.per_channel,
-                                            is_dynamic=quant.mode == "dynamic")
-    if quant.mode == "static" and quant.observer == "minmax":
-        # the ONNX path's MinMax calibration: min/max over every calibration batch
-        act = dataclasses.replace(cfg.input_activation,
-                                  observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
-        cfg = dataclasses.replace(cfg, input_activation=act, output_activation=act)
-    q = XNNPACKQuantizer().set_global(cfg)
-    if quant.skip_modules:
-        skips = [get_module_name_filter(f"model.{m}") for m in quant.skip_modules]
-        q.set_filter_function(lambda n: not any(f(n) for f in skips))
-    return q
-
-
-def xnnpack_quant(run: Run, model: nn.Module, data: Any) -> PteQuant:
-    """The run's recorded quantization, as XNNPACK can apply it.
-
-    static and 8-bit QAT runs: static int8 calibrated on the images the ONNX path used (drawn
-    with the recorded seed; their index hash must match the recorded one; the last partial
-    batch is dropped, as ONNX Runtime's calibration reader drops it). dynamic runs: dynamic int8.
-    ``reduce_range`` (an x86 ONNX Runtime workaround) does not apply to XNNPACK's kernels.
+def export_run_pte(run: Run, quantizer_for: QuantizerFor | None = None) -> Path:
+    """Write ``RUN/model.pte`` (and ``model.pte.json``): fp32, or quantized by the backend's
+    ``quantizer_for(run, model, data)`` (an int8 run: ``edgepress.quantize.xnnpack``).
 
     Raises:
-        InputError: a mode XNNPACK cannot run (weight-only low-bit), a skip layer that is not a
-            module of the model, or calibration images that are not the recorded ones.
+        InputError: ExecuTorch is missing; an int8 run without a quantizer.
     """
-    from ..quantize.config import QuantConfig
-    from ..quantize.ptq import CALIB_BATCH, calibration_images
-
-    dep = run.meta.get("deployment") or {}
-    config = QuantConfig.from_dict(dep.get("quantization") or {})
-    modules = {name for name, _ in model.named_modules() if name}
-    for name in config.skip_layers:
-        if name not in modules:
-            raise InputError(f"cannot export to pte: skip layer {name!r} is not a module of "
-                             f"{run.model_name}")
-    record = {"recorded_mode": config.mode, "recorded_calib_method": config.calib_method,
-              "recorded_reduce_range": config.reduce_range, "reduce_range_applied": False}
-    skips = list(config.skip_layers)
-    if config.mode == "dynamic":
-        return PteQuant(mode="dynamic", per_channel=config.per_channel, observer="none",
-                        skip_modules=skips, record=record)
-    if not (config.mode == "static" or (config.mode == "qat" and config.bits == 8)):
-        raise InputError(f"cannot export to pte: {config.mode} {config.precision} has no XNNPACK "
-                         "form (only int8 static, dynamic or QAT runs do)")
-    x, indices_hash = calibration_images(data, config.calibration or 0, config.seed, CALIB_BATCH)
-    recorded = dep.get("calibration_indices_hash")
-    if recorded and indices_hash != recorded:
-        raise InputError(f"cannot export to pte: the calibration images drawn now (hash "
-                         f"{indices_hash}) are not the recorded ones ({recorded}); did the data "
-                         "change?")
-    x = x[: len(x) // CALIB_BATCH * CALIB_BATCH]
-    record["calibration_indices_hash"] = indices_hash
-    observer = "minmax" if config.calib_method in (None, "minmax") else "histogram"
-    return PteQuant(mode="static", per_channel=config.per_channel, observer=observer, calib_x=x,
-                    calib_batch=CALIB_BATCH, skip_modules=skips, record=record)
-
-
-def export_run_pte(run: Run) -> Path:
-    """Write ``RUN/model.pte`` (and ``model.pte.json``) as the run's deployment says."""
     from ..data import load_data
-    from ..measurement.runtimes.executorch import require_executorch
+    from ..runtimes.executorch import require_executorch
 
     require_executorch("exporting to pte")
     data = load_data(run.meta["data"])
     model = run.build_model()
     precision = (run.meta.get("deployment") or {}).get("precision", "fp32")
-    quant = None if precision == "fp32" else xnnpack_quant(run, model, data)
+    if precision != "fp32" and quantizer_for is None:
+        raise InputError(f"run {run.name!r} is {precision}: its pte needs a quantizer")
+    quantizer = None if quantizer_for is None else quantizer_for(run, model, data)
     export_pte(model, run.file(PTE), input_shape=run.input_shape, check_inputs=data.x_val,
-               quant=quant, counts=onnx_twin_counts(run))
+               quantizer=quantizer)
     return run.file(PTE)
 
 
-def onnx_twin_counts(run: Run) -> dict:
-    """Parameters and per-image MACs of the run's ONNX deployment (exported first if missing or
-    stale), the figures its ONNX Runtime record reports.
-    """
-    from ..measurement.graph import count_macs, count_params, load_onnx
-    from .deploy import ensure_deployment
-
-    path = ensure_deployment(run, "onnx")
-    model = load_onnx(path)
-    total, nonzero = count_params(model)
-    return {"params_total": total, "params_nonzero": nonzero,
-            "macs": int(count_macs(model, (1, *run.input_shape))),
-            "from": "onnx-twin", "onnx_sha256": _sha256(path)}
-
-
 register_exporter("pte", "fp32")(export_run_pte)
-register_exporter("pte", "int8")(export_run_pte)

@@ -24,10 +24,11 @@ import numpy as np
 from ..checkpoint import Run, load_run
 from ..data import Dataset, default_data, load_data
 from ..errors import InputError
+from ..records import MeasurementRecord
+from ..runtimes import Runtime, Session, get_runtime
 from .graph import count_params, load_onnx, mac_report
 from .latency import time_interleaved
 from .machine import machine_info, versions
-from .runtimes import Runtime, Session, get_runtime
 from .size import file_sha256, file_sizes
 from .stats import sqnr_db, wilson_ci
 
@@ -94,6 +95,8 @@ def resolve_target(spec: str | os.PathLike, runtime: Runtime) -> Target:
         fmt = runtime.suffix.lstrip(".")
         path = ensure_deployment(run, fmt)
         onnx_path = ensure_deployment(run, "onnx") if fmt != "onnx" else path
+        if fmt == "pte":
+            record_twin_counts(run)
         return Target(run.name, path, onnx_path, run,
                       counts_from="deployment" if fmt == "onnx" else "onnx-twin")
     if not p.exists():
@@ -108,6 +111,36 @@ def resolve_target(spec: str | os.PathLike, runtime: Runtime) -> Target:
         return Target(p.stem, p, p)
     counts = runtime.file_counts(p)  # no ONNX graph: the runtime reads the file itself
     return Target(p.stem, p, None, counts_from=counts["counts_from"], counts=counts)
+
+
+def record_twin_counts(run: Run) -> dict | None:
+    """Write the run's ONNX-twin parameter and MAC counts into its ``model.pte.json`` (the
+    figures its ONNX Runtime record reports), so the ``.pte`` file measured on its own later,
+    copied out of the run, reports them too. Kept when already there for this ONNX file.
+
+    Returns:
+        The counts, or ``None`` when the run has no ``model.pte`` with a description.
+    """
+    from ..checkpoint import write_json
+    from ..export.deploy import ensure_deployment
+    from ..runtimes.executorch import info_path, read_info
+    from .graph import count_macs
+
+    pte = run.file("model.pte")
+    info = read_info(pte) if pte.is_file() else None
+    if info is None:
+        return None
+    onnx_path = ensure_deployment(run, "onnx")
+    sha = file_sha256(onnx_path)
+    counts = info.get("counts") or {}
+    if counts.get("onnx_sha256") != sha:
+        model = load_onnx(onnx_path)
+        total, nonzero = count_params(model)
+        counts = {"params_total": total, "params_nonzero": nonzero,
+                  "macs": int(count_macs(model, (1, *run.input_shape))),
+                  "from": "onnx-twin", "onnx_sha256": sha}
+        write_json(info_path(pte), {**info, "counts": counts})
+    return counts
 
 
 def resolve_data(target: Target, data: str | None) -> str:
@@ -191,23 +224,21 @@ def _record(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int, batch:
     kernels, kernel_us = loaded.session.kernels(xb)
     prov = t.run.meta.get("provenance", {}) if t.run else {}
     rss = runtime.peak_rss(t.path, threads=threads, x=xb)  # peak, baseline, includes torch
-    return {
-        "schema": 1, "model": t.model_name, "variant": t.label, "data": ds.name,
-        "n_test": int(len(ds.y_test)), "seed": prov.get("seed"),
-        "runtime": runtime.name, "runtime_version": runtime.version(), "threads": threads,
-        "batch": batch, "machine": machine_info(), "versions": versions(),
+    extras = runtime.record_extras(loaded.session, t.path)  # after peak_rss: may use its probe
+    return MeasurementRecord(
+        model=t.model_name, variant=t.label, data=ds.name, n_test=int(len(ds.y_test)),
+        seed=prov.get("seed"), runtime=runtime.name, runtime_version=runtime.version(),
+        threads=threads, batch=batch, machine=machine_info(), versions=versions(),
         **t.count((1, *loaded.x.shape[1:])),  # params_total, params_nonzero, macs, counts_from
-        "size_bytes": size, "size_gzip_bytes": size_gz,
-        "accuracy": acc, "accuracy_ci95": list(wilson_ci(int(correct.sum()), len(correct))),
-        "latency_ms": {}, "load_ms": float(loaded.session.load_ms),
-        **rss, "peak_rss_model_mb": max(0.0, rss["peak_rss_mb"] - rss["rss_baseline_mb"]),
-        "kernels": kernels, "kernel_time_us": kernel_us,
-        "fidelity": _fidelity(loaded, runtime, ds, threads),
-        "deployment": (t.run.meta.get("deployment") if t.run else
-                       {"format": t.path.suffix.lstrip("."), "source": str(t.path)}),
-        "file": str(t.path),
-        **runtime.record_extras(loaded.session, t.path),  # after peak_rss: may use its probe
-    }
+        size_bytes=size, size_gzip_bytes=size_gz,
+        accuracy=acc, accuracy_ci95=list(wilson_ci(int(correct.sum()), len(correct))),
+        latency_ms={}, load_ms=float(loaded.session.load_ms),
+        **rss, peak_rss_model_mb=max(0.0, rss["peak_rss_mb"] - rss["rss_baseline_mb"]),
+        kernels=kernels, kernel_time_us=kernel_us,
+        fidelity=_fidelity(loaded, runtime, ds, threads),
+        deployment=(t.run.meta.get("deployment") if t.run else
+                    {"format": t.path.suffix.lstrip("."), "source": str(t.path)}),
+        file=str(t.path), extra=extras).to_dict()
 
 
 def _runner(session: Session, x: np.ndarray) -> Callable[[], object]:

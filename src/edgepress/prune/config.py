@@ -18,11 +18,12 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import InputError
-from ..training import TrainConfig
+from ..finetune import Finetune
+from ..jsonconfig import CONFIG_VERSION, check_version
 
 METHODS = ("magnitude", "l1", "nm", "channel")
 SCOPES = ("layer", "global")
@@ -51,40 +52,7 @@ FLAGS = {name: "--" + name.replace("_", "-") for name in
           "schedule")}
 
 
-@dataclass
-class FinetuneOptions:
-    """How the pruned model is fine-tuned (on the train split; validation is only reported).
-
-    ``lr=None`` takes the model's default recipe rate times :data:`FINETUNE_LR_SCALE`;
-    ``batch_size=None`` the recipe's batch size. The default cosine schedule starts at the peak
-    rate (the model is already trained: no warm-up) and anneals to zero.
-    """
-
-    epochs: int = 2
-    lr: float | None = None
-    batch_size: int | None = None
-    train_subset: int | None = None
-    schedule: str = "cosine"
-    teacher: str = "none"  # none | parent | RUN: distillation-aided recovery
-    alpha: float = 0.7  # weight of the teacher's soft targets (with a teacher)
-    temperature: float = 4.0
-
-    def __post_init__(self) -> None:
-        from ..distill.aid import check_teacher_options
-
-        check_teacher_options(self.teacher, self.alpha, self.temperature)
-        if not isinstance(self.epochs, int) or self.epochs < 0:
-            raise InputError(f"--finetune-epochs must be >= 0 (got {self.epochs})")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise InputError(f"fine-tune lr must be > 0 (got {self.lr})")
-        TrainConfig(schedule=self.schedule)  # raises InputError on an unknown schedule
-        for name in ("batch_size", "train_subset"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise InputError(f"fine-tune {name.replace('_', ' ')} must be >= 1 (got {value})")
-
-
-FINETUNE_LR_SCALE = 0.5
+FinetuneOptions = Finetune  # the shared fine-tune shape (:mod:`edgepress.finetune`)
 
 
 @dataclass
@@ -161,8 +129,10 @@ class PruneConfig:
     agp: AgpOptions = field(default_factory=AgpOptions)
     l1: L1Options = field(default_factory=L1Options)
     seed: int = 0
+    version: int = CONFIG_VERSION  # of this config's format
 
     def __post_init__(self) -> None:
+        check_version("pruning", self.version)
         if self.method not in METHODS:
             raise InputError(f"unknown pruning method {self.method!r} ({', '.join(METHODS)})")
         self.skip_layers = tuple(str(s) for s in self.skip_layers)
@@ -218,6 +188,14 @@ class PruneConfig:
             raise InputError(f"--nm N:M needs 1 <= N < M (got {self.nm}): N of every M "
                              f"weights are kept")
         return pattern
+
+    def finetune_options(self) -> Finetune:
+        """The fine-tune in the shared shape (pruning always has one; 0 epochs is allowed)."""
+        return self.finetune
+
+    def with_finetune(self, ft: Finetune) -> PruneConfig:
+        """A copy fine-tuning as ``ft`` says (validated again: AGP and L1 need epochs)."""
+        return replace(self, finetune=ft)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (nested options included)."""

@@ -25,22 +25,12 @@ from typing import Any
 
 from torch import nn
 
-from ..checkpoint import (
-    METRICS,
-    WEIGHTS,
-    Run,
-    atomic_dir,
-    check_output_dir,
-    new_meta,
-    open_trainable,
-    save_model,
-    write_json,
-)
+from ..checkpoint import WEIGHTS, Run
 from ..data import Dataset
-from ..training import TrainConfig, TrainResult, default_recipe, fit
+from ..training import TrainConfig, TrainResult, fit
 from .base import Method
 from .channel import ChannelMethod, widths
-from .config import FINETUNE_LR_SCALE, PruneConfig
+from .config import PruneConfig
 from .l1 import L1Method
 from .magnitude import MagnitudeMethod
 from .masks import layer_sparsity
@@ -70,17 +60,10 @@ class PruneReport:
 
 
 def finetune_config(config: PruneConfig, recipe: TrainConfig | None = None) -> TrainConfig:
-    """The fine-tuning :class:`TrainConfig`: the model's recipe with the pruning options applied.
-
-    The learning rate defaults to the recipe's times ``FINETUNE_LR_SCALE``.
+    """The fine-tuning :class:`TrainConfig`: the model's recipe with the pruning options applied
+    (:meth:`~edgepress.finetune.Finetune.train_config`).
     """
-    base = recipe or TrainConfig()
-    ft = config.finetune
-    return TrainConfig(**{**base.to_dict(), "epochs": ft.epochs,
-                          "lr": ft.lr if ft.lr is not None else base.lr * FINETUNE_LR_SCALE,
-                          "batch_size": ft.batch_size or base.batch_size,
-                          "train_subset": ft.train_subset, "schedule": ft.schedule,
-                          "seed": config.seed})
+    return config.finetune.train_config(recipe, seed=config.seed)
 
 
 def prune_(model: nn.Module, config: PruneConfig, *, data: Dataset | str,
@@ -120,7 +103,7 @@ def prune_(model: nn.Module, config: PruneConfig, *, data: Dataset | str,
     method.prepare(math.ceil(n_train / tc.batch_size) * tc.epochs)
     loss_fn = method.loss_fn
     if teacher is not None:
-        from ..distill.aid import distilled
+        from ..finetune import distilled
 
         loss_fn = distilled(loss_fn, teacher, alpha=config.finetune.alpha,
                             temperature=config.finetune.temperature)
@@ -145,6 +128,9 @@ def prune(run: str | os.PathLike | Run, config: PruneConfig, *, out: str | os.Pa
           data: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Prune a run's model into a new run directory at ``out``; return its measurement record.
 
+    The step runner (:func:`edgepress.steps.run_step`) opens the parent, applies
+    :func:`apply_prune` and writes the measured run.
+
     Args:
         run: a run directory (or loaded :class:`Run`) with PyTorch weights.
         config: the method and its options.
@@ -160,70 +146,51 @@ def prune(run: str | os.PathLike | Run, config: PruneConfig, *, out: str | os.Pa
         InputError: a plain ONNX file or a run without PyTorch weights, data whose images do not
             fit the model, ``out`` equal to the parent, or options that do not fit the model.
     """
-    final = check_output_dir(out, (run,))
-    parent, ds = open_parent(run, data)
-    model = parent.build_model()
-    recipe = default_recipe(parent.meta["architecture"]["zoo"])
-    teacher = _teacher(config.finetune.teacher, parent, ds, config.finetune.epochs)
-    report = prune_(model, config, data=ds, recipe=recipe, teacher=teacher, progress=progress)
-    meta = _meta(parent, ds, config, report, model)
-    return _write_run(final, model, meta, report)
+    from ..steps import run_step
+
+    return run_step("prune", run, config, out=out, data=data, progress=progress).record
 
 
-def _teacher(spec: str, parent: Run, ds: Dataset, epochs: int) -> nn.Module | None:
-    """The fine-tune's teacher (``none`` / ``parent`` / RUN); none when nothing is trained."""
-    from ..distill.aid import resolve_teacher
-
-    if epochs == 0:
-        return None
-    return resolve_teacher(spec, parent, input_shape=ds.input_shape,
-                           num_classes=parent.meta["architecture"]["num_classes"])
-
-
-def open_parent(run: str | os.PathLike | Run, data: str | None = None) -> tuple[Run, Dataset]:
-    """The run to prune (it must have PyTorch weights) and its data (``data`` or the run's).
+def open_prune(target: Any, data: str | None, config: PruneConfig) -> tuple[nn.Module, Any]:
+    """The run to prune (it must have PyTorch weights), its model and the step context.
 
     Raises:
         InputError: a plain ONNX file, a run without weights, or images that do not fit.
     """
-    return open_trainable(run, data, technique="pruning")
+    from ..steps import open_torch
+
+    return open_torch(target, data, config, technique="pruning")
 
 
-def _meta(parent: Run, ds: Dataset, config: PruneConfig, report: PruneReport,
-          model: nn.Module) -> dict[str, Any]:
-    arch = parent.meta["architecture"]
-    tc = report.training["config"]
-    meta = new_meta(zoo=arch["zoo"], kwargs=arch.get("kwargs", {}),
-                    input_shape=parent.input_shape, num_classes=arch["num_classes"],
-                    data=ds.name, splits=ds.subset(tc["train_subset"]).splits_record(),
-                    parent=str(parent.path.resolve()), config=config.to_dict(), seed=config.seed)
-    if arch.get("transforms"):  # a structurally changed parent: replay its changes on load
-        meta["architecture"]["transforms"] = arch["transforms"]
+def apply_prune(model: nn.Module, config: PruneConfig, ctx: Any) -> Any:
+    """The prune step: :func:`prune_` ``model`` in place (fine-tuned from ``ctx.recipe``,
+    distilled from ``ctx.teacher`` when asked), and say what the new run is.
+    """
+    from ..steps import StepResult
+
+    ds = ctx.data
+    teacher = ctx.teacher(config.finetune)
+    report = prune_(model, config, data=ds, recipe=ctx.recipe, teacher=teacher,
+                    progress=ctx.progress)
+    arch = ctx.parent_architecture()
     if config.method == "channel" or arch.get("pruned_shapes"):
-        meta["architecture"].update(pruned_shapes=True, widths=widths(model))
-    meta["pruning"] = {"method": config.method, "weight_sparsity": report.weight_sparsity,
-                       "params_before": report.params_before,
-                       "params_after": report.params_after}
-    meta["training"] = report.training
-    return meta
+        arch.update(pruned_shapes=True, widths=widths(model))
+    sections = {"pruning": {"method": config.method, "weight_sparsity": report.weight_sparsity,
+                            "params_before": report.params_before,
+                            "params_after": report.params_after},
+                "training": report.training}
+    splits = ds.subset(report.training["config"]["train_subset"]).splits_record()
 
+    def finish(tmp: Path, record: dict[str, Any]) -> dict[str, Any]:
+        from ..measurement.size import file_sizes
 
-def _write_run(final: Path, model: nn.Module, meta: dict[str, Any],
-               report: PruneReport) -> dict[str, Any]:
-    from ..export.deploy import export_run
-    from ..measurement.size import file_sizes
-    from ..produce import measure_in_place
-
-    with atomic_dir(final) as tmp:
-        save_model(tmp, model, meta)
-        write_json(tmp / REPORT_FILE, report.to_dict())
         storage = save_sparse(tmp / SPARSE_FILE, model.state_dict())
         storage["dense_file_bytes"], storage["dense_file_gzip_bytes"] = file_sizes(tmp / WEIGHTS)
-        export_run(Run(tmp, meta), "onnx")
-        record = measure_in_place(tmp, final)
-        record.update(_extra_fields(record, report, storage))
-        write_json(tmp / METRICS, record)
-    return record
+        return _extra_fields(record, report, storage)
+
+    return StepResult(model=model, config=config.to_dict(), architecture=arch, splits=splits,
+                      sections=sections, files={REPORT_FILE: report.to_dict()}, finish=finish,
+                      report=report, seed=config.seed)
 
 
 def _extra_fields(record: dict[str, Any], report: PruneReport,

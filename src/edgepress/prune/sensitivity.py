@@ -107,14 +107,13 @@ def scan_run(run: str | os.PathLike, *, out: str | os.PathLike, data: str | None
     Raises:
         InputError: a run without PyTorch weights, bad sparsities or skip layers.
     """
-    from ..checkpoint import check_output_dir
-    from .run import open_parent
+    from ..checkpoint import check_output_dir, open_trainable
 
     final = check_output_dir(out)
     if (final / "model.json").exists():
         raise InputError(f"--out {str(final)!r} is a run directory; the scan would replace it "
                          f"(choose a new folder)")
-    parent, ds = open_parent(run, data)
+    parent, ds = open_trainable(run, data, technique="pruning")
     scan = sensitivity_scan(parent.build_model(), ds, sparsities=sparsities,
                             skip_layers=skip_layers)
     scan["run"] = str(parent.path)

@@ -20,28 +20,33 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import InputError
+from ..jsonconfig import CONFIG_VERSION, check_version
 
 MODES = ("static", "dynamic", "qat", "weight-only")
 GRANULARITIES = ("tensor", "channel")
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 BITS = (1, 2, 4, 8)
 DEFAULT_CALIBRATION = 512
+QAT_LR = 1e-4  # QAT's peak rate: fake-quant fine-tuning wants a small, fixed step
 
 # Which optional fields each mode accepts (the others must be left unset).
 _ACCEPTS: dict[str, set[str]] = {
     "static": {"calib_method", "calibration", "bits", "accuracy_budget", "reduce_range"},
     "dynamic": {"bits", "reduce_range"},
-    "qat": {"calib_method", "calibration", "bits", "group_size", "epochs", "lr", "reduce_range"},
+    "qat": {"calib_method", "calibration", "bits", "group_size", "epochs", "lr", "reduce_range",
+            "train_subset", "teacher", "alpha", "temperature"},
     "weight-only": {"bits", "group_size"},
 }
 _FLAG = {"calib_method": "--calib-method", "calibration": "--calibration", "bits": "--bits",
          "group_size": "--group-size", "accuracy_budget": "--accuracy-budget",
-         "epochs": "--epochs", "lr": "--lr", "reduce_range": "reduce_range"}
+         "epochs": "--epochs", "lr": "--lr", "reduce_range": "reduce_range",
+         "train_subset": "--train-subset", "teacher": "--finetune-teacher",
+         "alpha": "--finetune-alpha", "temperature": "--finetune-temperature"}
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "static": {"calib_method": "minmax", "calibration": DEFAULT_CALIBRATION, "bits": 8},
     "dynamic": {"bits": 8},
     "qat": {"calib_method": "minmax", "calibration": DEFAULT_CALIBRATION, "bits": 8,
-            "epochs": 2, "lr": 1e-4},
+            "epochs": 2, "lr": QAT_LR, "teacher": "none", "alpha": 0.7, "temperature": 4.0},
     "weight-only": {"bits": 4},
 }
 
@@ -65,6 +70,9 @@ class QuantConfig:
         accuracy_budget: static: keep the most sensitive layers float until validation
             accuracy is within this many points of fp32.
         epochs, lr: qat fine-tuning length and learning rate.
+        train_subset, teacher, alpha, temperature: qat fine-tunes on the first N training
+            images only; distils from ``teacher`` (``none``, ``parent`` or a run) with soft-target
+            weight ``alpha`` at ``temperature`` (see :mod:`edgepress.finetune`).
         reduce_range: int8 weights in 7 bits (±64). ``None`` = decided for this machine by
             :func:`resolve_reduce_range` when quantizing, and recorded: x86 CPUs without VNNI
             saturate the u8·s8 products of ONNX Runtime's fused kernels with full-range weights
@@ -86,9 +94,15 @@ class QuantConfig:
     epochs: int | None = None
     lr: float | None = None
     reduce_range: bool | None = None
+    train_subset: int | None = None
+    teacher: str | None = None
+    alpha: float | None = None
+    temperature: float | None = None
     seed: int = 0
+    version: int = CONFIG_VERSION  # of this config's format
 
     def __post_init__(self) -> None:
+        check_version("quantization", self.version)
         if self.mode not in MODES:
             raise InputError(f"unknown --mode {self.mode!r} ({', '.join(MODES)})")
         if self.granularity not in GRANULARITIES:
@@ -145,6 +159,43 @@ class QuantConfig:
             raise InputError(f"--lr must be > 0 (got {self.lr})")
         if isinstance(self.skip_layers, str):
             raise InputError("skip_layers must be a list of layer names")
+        if self.train_subset is not None and (not isinstance(self.train_subset, int)
+                                              or self.train_subset < 1):
+            raise InputError(f"--train-subset must be >= 1 (got {self.train_subset})")
+        if self.teacher is not None:
+            from ..finetune import check_teacher_options
+
+            check_teacher_options(self.teacher, 0.7 if self.alpha is None else self.alpha,
+                                  4.0 if self.temperature is None else self.temperature)
+
+    def finetune_options(self) -> Any:
+        """QAT's fine-tune in the shared :class:`~edgepress.finetune.Finetune` shape; ``None``
+        for the modes that do not train.
+
+        >>> QuantConfig(mode="qat", epochs=3).finetune_options().epochs
+        3
+        >>> QuantConfig(mode="static").finetune_options() is None
+        True
+        """
+        from ..finetune import Finetune
+
+        if self.mode != "qat":
+            return None
+        return Finetune(epochs=int(self.epochs or 0), lr=self.lr, train_subset=self.train_subset,
+                        teacher=self.teacher or "none", alpha=float(self.alpha or 0.7),
+                        temperature=float(self.temperature or 4.0))
+
+    def with_finetune(self, ft: Any) -> QuantConfig:
+        """A copy fine-tuning as ``ft`` says (QAT trains at least one epoch).
+
+        Raises:
+            InputError: options QAT does not take (batch size, schedule), or 0 epochs.
+        """
+        if ft.batch_size is not None or ft.schedule != "cosine":
+            raise InputError("QAT fine-tunes at the recipe batch size on a cosine schedule")
+        return QuantConfig.from_dict({**self.to_dict(), "epochs": ft.epochs, "lr": ft.lr or QAT_LR,
+                                      "train_subset": ft.train_subset, "teacher": ft.teacher,
+                                      "alpha": ft.alpha, "temperature": ft.temperature})
 
     @property
     def per_channel(self) -> bool:

@@ -23,7 +23,7 @@ class OnnxEval:
     """An ONNX Runtime session that takes N×C×H×W images and returns N×classes logits."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        from ..measurement.runtimes.onnxruntime import OrtSession
+        from ..runtimes.onnxruntime import OrtSession
 
         self.path = Path(path)
         self.session = OrtSession(self.path, threads or (os.cpu_count() or 1))

@@ -42,13 +42,10 @@ def kind_of(op: str) -> str:
 def node_profile(path: str | os.PathLike, x: np.ndarray, *, threads: int = 1,
                  runs: int = 20) -> dict[str, dict]:
     """Per executed node: ``{"op", "us"}`` (median µs over ``runs`` runs) on input ``x``."""
-    import onnxruntime as ort
-
-    from ..measurement.runtimes.onnxruntime import session_options
+    from ..runtimes.onnxruntime import inference_session
 
     with tempfile.TemporaryDirectory() as tmp:
-        sess = ort.InferenceSession(str(path), session_options(threads, profile_dir=tmp),
-                                    providers=["CPUExecutionProvider"])
+        sess = inference_session(path, threads, profile_dir=tmp)
         name = sess.get_inputs()[0].name
         for _ in range(runs):
             sess.run(None, {name: x})

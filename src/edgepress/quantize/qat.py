@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..data import Dataset
-from ..training import TrainConfig, accuracy, fit
+from ..training import TrainConfig, accuracy, cross_entropy, fit
 from .config import QuantConfig
 
 EMA = 0.01
@@ -202,7 +202,7 @@ def _calibrate(model: nn.Module, observers: list[ActObserver], x: np.ndarray) ->
 
 
 def qat_(model: nn.Module, data: Dataset, config: QuantConfig, calib_x: np.ndarray | None, *,
-         progress: bool = True) -> dict:
+         progress: bool = True, teacher: nn.Module | None = None) -> dict:
     """Fine-tune ``model`` in place with fake quantization; leave plain fp32 weights behind.
 
     Args:
@@ -212,6 +212,8 @@ def qat_(model: nn.Module, data: Dataset, config: QuantConfig, calib_x: np.ndarr
             ``seed``.
         calib_x: the calibration images (int8 QAT only).
         progress: show the training progress bar.
+        teacher: distil from this model while fine-tuning (``config.alpha`` and
+            ``temperature``; see :mod:`edgepress.finetune`); ``None``: the labels alone.
 
     Returns:
         ``{"folded_bn", "layers", "history", "val_accuracy_fakequant", "seconds"}``.
@@ -234,8 +236,15 @@ def qat_(model: nn.Module, data: Dataset, config: QuantConfig, calib_x: np.ndarr
             assert calib_x is not None, "int8 QAT needs the calibration images"
             _calibrate(model, observers, calib_x)
         tc = TrainConfig(epochs=int(config.epochs or 2), lr=float(config.lr or 1e-4),
-                         schedule="cosine", weight_decay=0.0, seed=config.seed)
-        result = fit(model, data, tc, progress=progress)
+                         schedule="cosine", weight_decay=0.0, seed=config.seed,
+                         train_subset=config.train_subset)
+        loss_fn = cross_entropy
+        if teacher is not None:
+            from ..finetune import distilled
+
+            loss_fn = distilled(cross_entropy, teacher, alpha=float(config.alpha or 0.7),
+                                temperature=float(config.temperature or 4.0))
+        result = fit(model, data, tc, loss_fn=loss_fn, progress=progress)
         if observers and calib_x is not None:
             _calibrate(model, observers, calib_x)
         val = accuracy(model, data.x_val, data.y_val)

@@ -18,23 +18,16 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..checkpoint import (
-    METRICS,
-    MODEL_JSON,
     ONNX,
     Run,
-    atomic_dir,
-    check_output_dir,
     load_run,
-    new_meta,
     save_model,
-    write_json,
 )
 from ..data import Dataset, default_data, load_data
 from ..errors import InputError
@@ -53,6 +46,7 @@ class Source:
     onnx: Path | None = None
     data: str | None = None
     model: Any = None  # the PyTorch model, for a zoo run
+    teacher: Any = None  # QAT distils from it (``teacher: parent | RUN``)
 
 
 @dataclass
@@ -188,17 +182,57 @@ def quantize(target: Any, config: QuantConfig, *, out: str | os.PathLike | None 
         data = data.name
     if sensitivity and config.mode != "static":
         raise InputError("--sensitivity applies to --mode static")
-    config = config.resolved()
-    check_output_dir(out, (target,))
-    src = open_source(target)
+    from ..steps import run_step
+
+    return run_step("quantize", target, config, out=out, data=data, progress=progress,
+                    sensitivity=sensitivity, profile=profile).record
+
+
+def open_quantize(target: Any, data: str | None, config: QuantConfig) -> tuple[Any, Any]:
+    """What is to be quantized (:func:`open_source`): the PyTorch model (``None`` for an ONNX
+    file) and the step context with the data, checked for calibration before any work.
+
+    Raises:
+        InputError: see :func:`open_source`; QAT of an ONNX file; an empty calibration set.
+    """
+    from ..steps import StepContext
+
+    src = open_source(target.path if isinstance(target, Run) else target)
     if config.mode == "qat" and src.model is None:
         raise InputError("--mode qat fine-tunes PyTorch weights; an ONNX file has none "
                          "(use --mode static)")
     ds = load_data(data or src.data or default_data())
-    _check_calibration(src, config, ds)
-    with tempfile.TemporaryDirectory(prefix="edgepress-quantize.") as w:
-        outcome = _quantize_in(src, config, ds, Path(w), sensitivity, profile, progress)
-        return _write_run(out, src, ds, outcome)
+    _check_calibration(src, config.resolved(), ds)
+    ref = str(src.run.path.resolve()) if src.run is not None else str(Path(src.parent).resolve())
+    return src.model, StepContext(data=ds, parent=src.run, parent_ref=ref, onnx=src.onnx)
+
+
+def apply_quantize(model: Any, config: QuantConfig, ctx: Any) -> Any:
+    """The quantize step: build the quantized deployment (static / dynamic / weight-only from
+    the fp32 model or ONNX file, QAT by fine-tuning a copy of ``model``) and say what the new
+    run is: the deployment file, the parent's fp32 weights (QAT: the fine-tuned ones), the
+    ``deployment`` record, ``quantize.json``.
+    """
+    from ..steps import StepResult
+
+    config = config.resolved()
+    src = Source(ctx.parent_ref or "", ctx.parent, ctx.onnx, ctx.data.name, model)
+    if config.mode == "qat":
+        src.teacher = ctx.teacher(config.finetune_options())
+    assert ctx.work is not None, "the runner gives every step a scratch folder"
+    o = _quantize_in(src, config, ctx.data, ctx.work, bool(ctx.options.get("sensitivity")),
+                     bool(ctx.options.get("profile")), ctx.progress)
+    final = o.info.pop("config")
+    summary = _summary(final, o)
+    deployment = {"format": "onnx", "precision": final.precision,
+                  "quantization": final.to_dict(),
+                  "calibration_indices_hash": o.info.get("calibration_indices_hash")}
+    files: dict[str, Any] = dict(o.files)
+    files["quantize.json"] = summary
+    return StepResult(model=o.model if model is not None else None, config=final.to_dict(),
+                      sections={"deployment": deployment}, deployment=o.onnx, files=files,
+                      finish=lambda tmp, record: _record_extras(summary), report=summary,
+                      seed=final.seed)
 
 
 def _check_calibration(src: Source, config: QuantConfig, ds: Dataset) -> None:
@@ -222,7 +256,7 @@ def _quantize_in(src: Source, config: QuantConfig, ds: Dataset, work: Path, sens
     else:
         _check_shape(src, ds)
         model = copy.deepcopy(src.model)
-        report["qat"] = _qat(model, config, ds, progress)
+        report["qat"] = _qat(model, config, ds, progress, src.teacher)
         if src.run is not None:  # export what model.safetensors will hold
             model = _as_saved(model, src.run, work)
         fp32 = export_fp32(model, work / "fp32-qat.onnx", tuple(ds.input_shape), ds)
@@ -265,14 +299,15 @@ def _as_saved(model, run: Run, work: Path):  # noqa: ANN001, ANN202
     return Run(folder, run.meta).build_model()
 
 
-def _qat(model, config: QuantConfig, ds: Dataset, progress: bool) -> dict:  # noqa: ANN001
+def _qat(model, config: QuantConfig, ds: Dataset, progress: bool,  # noqa: ANN001
+         teacher: Any = None) -> dict:
     from .ptq import CALIB_BATCH, calibration_images
     from .qat import qat_
 
     calib_x = None
     if config.bits == 8:
         calib_x, _ = calibration_images(ds, config.calibration or 0, config.seed, CALIB_BATCH)
-    return qat_(model, ds, config, calib_x, progress=progress)
+    return qat_(model, ds, config, calib_x, progress=progress, teacher=teacher)
 
 
 def _mixed(fp32: Path, config: QuantConfig, ds: Dataset, work: Path,
@@ -319,47 +354,6 @@ def _profile(fp32: Path, quantized: Path, ds: Dataset) -> dict:
     b = node_profile(quantized, OnnxEval(quantized).shaped(ds.x_test[:1]))
     return {"layers": layer_rows(a, b), "fp32_nodes": node_rows(a, 50),
             "quantized_nodes": node_rows(b, 50)}
-
-
-def _meta(src: Source, config: QuantConfig, ds: Dataset, info: dict) -> dict:
-    arch = src.run.meta["architecture"] if src.run is not None else None
-    if arch is not None and "zoo" in arch:
-        meta = new_meta(zoo=arch["zoo"], kwargs=arch.get("kwargs", {}),
-                        input_shape=tuple(arch["input_shape"]), num_classes=arch["num_classes"],
-                        data=ds.name, splits=ds.splits_record(), parent=src.parent,
-                        config=config.to_dict(), seed=config.seed)
-    else:
-        meta = new_meta(onnx_source=str(src.onnx), input_shape=tuple(ds.input_shape),
-                        num_classes=int(ds.num_classes), data=ds.name, splits=ds.splits_record(),
-                        parent=src.parent, config=config.to_dict(), seed=config.seed)
-    if arch is not None:  # keep every architecture detail (e.g. a pruned model's shapes)
-        meta["architecture"] = copy.deepcopy(arch)
-    meta["deployment"] = {"format": "onnx", "precision": config.precision,
-                          "quantization": config.to_dict(),
-                          "calibration_indices_hash": info.get("calibration_indices_hash")}
-    return meta
-
-
-def _write_run(out: str | os.PathLike, src: Source, ds: Dataset, o: Outcome) -> dict:
-    from ..produce import measure_in_place
-
-    final_config = o.info.pop("config")
-    meta = _meta(src, final_config, ds, o.info)
-    summary = _summary(final_config, o)
-    final = Path(out)
-    with atomic_dir(final) as tmp:
-        if o.model is not None and src.model is not None:
-            save_model(tmp, o.model, meta)
-        else:
-            write_json(tmp / MODEL_JSON, meta)
-        shutil.copyfile(o.onnx, tmp / ONNX)  # after the weights: the deployment is not stale
-        for name, path in o.files.items():
-            shutil.copyfile(path, tmp / name)
-        write_json(tmp / "quantize.json", summary)
-        record = measure_in_place(tmp, final)
-        record.update(_record_extras(summary))
-        write_json(tmp / METRICS, record)
-    return record
 
 
 def _summary(config: QuantConfig, o: Outcome) -> dict:

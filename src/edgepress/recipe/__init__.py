@@ -13,10 +13,10 @@ Example:
     ['prune channel', 'quantize static']
 """
 
+from ..steps.registry import StepType, get_step, register_step, step_names
 from .order import check_order, input_state
 from .parse import Recipe, Step, load_recipe, parse_recipe
 from .run import compress
-from .steps import StepType, get_step, register_step, step_names
 
 __all__ = ["Recipe", "Step", "StepType", "check_order", "compress", "get_step", "input_state",
            "load_recipe", "parse_recipe", "register_step", "step_names"]

@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 
 from ..errors import InputError
-from .steps import StepType, get_step, step_names
+from ..steps.registry import StepType, get_step, step_names
 
 
 @dataclass

@@ -189,8 +189,8 @@ def _run_step(step: Step, parent: Path, d: Path, key: str, data: str | None, pro
         _say(progress, f"{head}: inputs unchanged, reused")
     else:
         _say(progress, head)
-        assert step.kind.verb is not None  # an unavailable step fails validation
-        step.kind.verb(parent, step.config, out=d, data=data, progress=progress)
+        assert step.kind.apply is not None  # an unavailable step fails validation
+        step.kind.run(parent, step.config, out=d, data=data, progress=progress)
         write_json(d / STEP_FILE, {"key": key, "step": step.name,
                                    "config": step.config.to_dict(), "parent": str(parent),
                                    "data": data})
@@ -205,10 +205,12 @@ def _input_row(parent: Run) -> dict[str, Any]:
     """The input run's figures, from its ``metrics.json`` when it has one (it is not
     re-measured: the input run is left untouched).
     """
+    from ..records import read_record
+
     row: dict[str, Any] = {"run": str(parent.path), "model": parent.model_name}
     try:
-        record = json.loads(parent.file(METRICS).read_text())
-    except (OSError, json.JSONDecodeError):
+        record = read_record(parent.file(METRICS))
+    except InputError:
         return {**row, "measured": False}
     return {**row, "measured": True, **{k: record.get(k) for k in ROW_FIELDS}}
 

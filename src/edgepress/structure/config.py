@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
-from ..jsonconfig import JsonConfig
+from ..jsonconfig import CONFIG_VERSION, JsonConfig, check_version
 
 METHODS = ("fold", "merge", "lowrank", "drop-blocks", "cluster")
 _FINETUNE = ("finetune_epochs", "finetune_lr", "train_subset", "finetune_teacher",
@@ -94,8 +94,10 @@ class StructureConfig(JsonConfig):
     finetune_alpha: float | None = None
     finetune_temperature: float | None = None
     seed: int = 0
+    version: int = CONFIG_VERSION  # of this config's format
 
     def __post_init__(self) -> None:
+        check_version("structure", self.version)
         if self.method not in METHODS:
             raise InputError(f"unknown structure method {self.method!r} ({', '.join(METHODS)})")
         for name in ("block_names", "skip_layers"):
@@ -143,10 +145,41 @@ class StructureConfig(JsonConfig):
         if self.train_subset is not None and self.train_subset < 1:
             raise InputError(f"--train-subset must be >= 1 (got {self.train_subset})")
         if self.finetune_teacher is not None:
-            from ..distill.aid import check_teacher_options
+            from ..finetune import check_teacher_options
 
             check_teacher_options(self.finetune_teacher, self.finetune_alpha,
                                   self.finetune_temperature)
+
+    def finetune_options(self) -> Any:
+        """The fine-tune in the shared :class:`~edgepress.finetune.Finetune` shape; ``None``
+        for the exact methods (fold, merge), which do not train.
+
+        >>> StructureConfig(method="cluster").finetune_options().epochs
+        2
+        """
+        from ..finetune import Finetune
+
+        if "finetune_epochs" not in METHOD_OPTIONS[self.method]:
+            return None
+        return Finetune(epochs=int(self.finetune_epochs or 0), lr=self.finetune_lr,
+                        train_subset=self.train_subset,
+                        teacher=self.finetune_teacher or "none",
+                        alpha=float(self.finetune_alpha or 0.7),
+                        temperature=float(self.finetune_temperature or 4.0))
+
+    def with_finetune(self, ft: Any) -> StructureConfig:
+        """A copy fine-tuning as ``ft`` says.
+
+        Raises:
+            InputError: options a structural fine-tune does not take (batch size, schedule).
+        """
+        if ft.batch_size is not None or ft.schedule != "cosine":
+            raise InputError("a structural fine-tune runs at the recipe batch size on a cosine "
+                             "schedule")
+        return StructureConfig.from_dict({
+            **self.to_dict(), "finetune_epochs": ft.epochs, "finetune_lr": ft.lr,
+            "train_subset": ft.train_subset, "finetune_teacher": ft.teacher,
+            "finetune_alpha": ft.alpha, "finetune_temperature": ft.temperature})
 
     @property
     def clusters(self) -> int:

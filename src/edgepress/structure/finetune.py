@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..data import Dataset
-from ..prune.config import FINETUNE_LR_SCALE
+from ..finetune import FINETUNE_LR_SCALE
 from ..training import LossFn, StepHook, TrainConfig, cross_entropy, fit
 from .config import StructureConfig
 
@@ -54,13 +54,13 @@ def finetune(model: nn.Module, data: Dataset, config: StructureConfig,
     """Fine-tune ``model`` in place (train split) keeping its zeros; return the training record
     ``{"config", "history", "seconds"}`` (no history when ``finetune_epochs`` is 0). With a
     ``teacher``, its soft targets are mixed into ``loss_fn`` (``finetune_alpha``,
-    ``finetune_temperature``; see :mod:`edgepress.distill.aid`).
+    ``finetune_temperature``; see :mod:`edgepress.finetune`).
     """
     tc = finetune_config(config, recipe)
     if tc.epochs == 0:
         return {"config": tc.to_dict(), "history": [], "seconds": 0.0}
     if teacher is not None:
-        from ..distill.aid import distilled
+        from ..finetune import distilled
 
         loss_fn = distilled(loss_fn, teacher, alpha=float(config.finetune_alpha or 0.7),
                             temperature=float(config.finetune_temperature or 4.0))

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ..checkpoint import register_replay
 from ..errors import InputError
 from .drop import replay_drop_blocks_
 from .fold import replay_fold_
@@ -40,6 +41,7 @@ TRANSFORMS: dict[str, Callable[[nn.Module, dict], None]] = {
 }
 
 
+@register_replay
 def replay_(model: nn.Module, transforms: list[dict]) -> None:
     """Apply the recorded structural ``transforms`` to ``model`` in order (in place).
 

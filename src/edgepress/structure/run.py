@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -26,18 +25,13 @@ from typing import Any
 
 from torch import nn
 
-from ..checkpoint import (
-    METRICS,
-    Run,
-    atomic_dir,
-    check_output_dir,
-    new_meta,
-    open_trainable,
-    write_json,
-)
+from ..checkpoint import METRICS, Run, write_json
 from ..data import Dataset
-from ..training import TrainConfig, default_recipe
+from ..training import TrainConfig
 from .config import StructureConfig
+
+__all__ = ["StructureConfig", "StructureReport", "apply_structure", "open_structure",
+           "structure", "structure_"]
 from .methods import METHODS, Context
 from .stats import summary
 
@@ -111,6 +105,9 @@ def structure(run: str | os.PathLike | Run, config: StructureConfig, *, out: str
               data: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Restructure a run's model into a new run directory at ``out``; return its record.
 
+    The step runner (:func:`edgepress.steps.run_step`) opens the parent, applies
+    :func:`apply_structure` and writes the measured run.
+
     Args:
         run: a run directory (or loaded :class:`Run`) with PyTorch weights.
         config: the method and its options.
@@ -125,55 +122,51 @@ def structure(run: str | os.PathLike | Run, config: StructureConfig, *, out: str
         InputError: a plain ONNX file or a run without PyTorch weights, data that does not fit
             the model, ``out`` equal to the parent, or options that do not fit the model.
     """
-    final = check_output_dir(out, (run,))
-    parent, ds = open_trainable(run, data, technique="a structure method")
-    model = parent.build_model()
-    recipe = default_recipe(parent.meta["architecture"]["zoo"])
-    teacher = None
-    if config.finetune_teacher not in (None, "none") and config.finetune_epochs:
-        from ..distill.aid import resolve_teacher
+    from ..steps import run_step
 
-        teacher = resolve_teacher(str(config.finetune_teacher), parent,
-                                  input_shape=ds.input_shape,
-                                  num_classes=parent.meta["architecture"]["num_classes"])
-    report = structure_(model, config, data=ds, recipe=recipe, progress=progress,
-                        model_name=parent.model_name, teacher=teacher)
-    meta = _meta(parent, ds, config, report)
-    return _write_run(final, model, meta, report, parent)
+    return run_step("structure", run, config, out=out, data=data, progress=progress).record
 
 
-def _meta(parent: Run, ds: Dataset, config: StructureConfig,
-          report: StructureReport) -> dict[str, Any]:
-    arch = copy.deepcopy(parent.meta["architecture"])
-    meta = new_meta(zoo=arch["zoo"], kwargs=arch.get("kwargs", {}),
-                    input_shape=parent.input_shape, num_classes=arch["num_classes"],
-                    data=ds.name, splits=ds.subset(config.train_subset).splits_record(),
-                    parent=str(parent.path.resolve()), config=config.to_dict(), seed=config.seed)
+def open_structure(target: Any, data: str | None,
+                   config: StructureConfig) -> tuple[nn.Module, Any]:
+    """The run to restructure (with PyTorch weights), its model and the step context."""
+    from ..steps import open_torch
+
+    return open_torch(target, data, config, technique="a structure method")
+
+
+def apply_structure(model: nn.Module, config: StructureConfig, ctx: Any) -> Any:
+    """The structure step: :func:`structure_` ``model`` in place (fine-tuned, distilled from
+    ``ctx.teacher`` when asked) and say what the new run is: the transform appended to the
+    architecture, so the run rebuilds the new layers.
+    """
+    from ..steps import StepResult
+
+    ds = ctx.data
+    report = structure_(model, config, data=ds, recipe=ctx.recipe, progress=ctx.progress,
+                        model_name=ctx.model_name,
+                        teacher=ctx.teacher(config.finetune_options()))
+    arch = ctx.parent_architecture()
     if report.transform is not None:
         arch["transforms"] = [*arch.get("transforms", []), report.transform]
-    meta["architecture"] = arch
-    meta["structure"] = {"method": config.method, "params_before": report.before["params"],
-                         "params_after": report.after["params"],
-                         "macs_before": report.before["macs"], "macs_after": report.after["macs"]}
+    sections: dict[str, Any] = {"structure": {
+        "method": config.method, "params_before": report.before["params"],
+        "params_after": report.after["params"], "macs_before": report.before["macs"],
+        "macs_after": report.after["macs"]}, "training": report.training}
     if config.method == "cluster":
-        meta["structure"].update(bits=config.bits, k=config.clusters)
-    meta["training"] = report.training
-    return meta
-
-
-def _write_run(final: Path, model: nn.Module, meta: dict[str, Any], report: StructureReport,
-               parent: Run) -> dict[str, Any]:
-    from ..produce import build_run_in
-
+        sections["structure"].update(bits=config.bits, k=config.clusters)
     rep = report.to_dict()
-    with atomic_dir(final) as tmp:
-        record = build_run_in(tmp, final, model, meta, extra_files={REPORT_FILE: rep})
-        _deployed(rep["before"], _parent_record(parent))
+    parent = ctx.parent
+
+    def finish(tmp: Path, record: dict[str, Any]) -> dict[str, Any]:
+        _deployed(rep["before"], _parent_record(parent) if parent is not None else None)
         _deployed(rep["after"], record)
-        record["structure"] = _extra_field(rep)
         write_json(tmp / REPORT_FILE, rep)
-        write_json(tmp / METRICS, record)
-    return record
+        return {"structure": _extra_field(rep)}
+
+    return StepResult(model=model, config=config.to_dict(), architecture=arch,
+                      splits=ds.subset(config.train_subset).splits_record(), sections=sections,
+                      files={REPORT_FILE: rep}, finish=finish, report=report, seed=config.seed)
 
 
 def _parent_record(parent: Run) -> dict[str, Any] | None:

@@ -72,23 +72,22 @@ def with_budget(recipe: Recipe, budget: Budget | None) -> Recipe:
 
 
 def _budgeted(config: Any, b: Budget) -> Any:
-    names = {f.name for f in dataclasses.fields(config)}
-    changes: dict[str, Any] = {}
-    if "finetune" in names:  # pruning: nested fine-tune options
-        ft = config.finetune
-        changes["finetune"] = dataclasses.replace(
-            ft, epochs=_cap(ft.epochs, b.finetune_epochs),
-            train_subset=ft.train_subset or b.finetune_subset or b.train_subset)
-    if "finetune_epochs" in names:  # structure
-        changes["finetune_epochs"] = _cap(config.finetune_epochs, b.finetune_epochs)
-    if "student" in names:  # distillation: both arms
-        changes["epochs"] = _cap(config.epochs, b.student_epochs)
-    elif "epochs" in names and getattr(config, "mode", None) == "qat":
-        changes["epochs"] = _cap(config.epochs, b.finetune_epochs)
-    if "train_subset" in names and "finetune" not in names:  # structure, QAT: fine-tunes
-        changes["train_subset"] = config.train_subset or (
-            b.train_subset if "student" in names else b.finetune_subset or b.train_subset)
-    return dataclasses.replace(config, **changes) if changes else config
+    """A step config with its training capped by the budget: a fine-tune (any family, through
+    the shared :class:`~edgepress.finetune.Finetune` shape) or a distilled student's training.
+    """
+    from ..distill.config import DistillConfig
+    from ..finetune import finetune_of, with_finetune
+
+    ft = finetune_of(config)
+    if ft is not None:
+        return with_finetune(config, dataclasses.replace(
+            ft, epochs=ft.epochs if b.finetune_epochs is None else min(ft.epochs,
+                                                                       b.finetune_epochs),
+            train_subset=ft.train_subset or b.finetune_subset or b.train_subset))
+    if isinstance(config, DistillConfig):  # a fresh student: both arms
+        return dataclasses.replace(config, epochs=_cap(config.epochs, b.student_epochs),
+                                   train_subset=config.train_subset or b.train_subset)
+    return config
 
 
 def _cap(value: int | None, limit: int | None) -> int | None:

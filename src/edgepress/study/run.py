@@ -107,7 +107,7 @@ def study(config: StudyConfig, *, out: str | os.PathLike, progress: bool = True)
 
 
 def _runtimes(config: StudyConfig) -> list[str]:
-    from ..measurement.runtimes.base import get_runtime
+    from ..runtimes.base import get_runtime
 
     if config.runtimes is not None:
         for name in config.runtimes:

@@ -15,8 +15,9 @@
   gives the probe's RSS after its imports and before loading the model (``rss_baseline_mb``; also
   ``peak_rss_baseline_mb``): the model's own cost is the difference (``peak_rss_model_mb``).
 * **Counts.** A bare ``.pte`` has no ONNX graph to count parameters and MACs on:
-  :func:`program_counts` reads them from ``model.pte.json`` (the exporter counts the run's ONNX
-  twin) or else from the program's XNNPACK subgraphs (:func:`counts_from_program`).
+  :func:`program_counts` reads them from ``model.pte.json`` (where measuring the run, or
+  ``edgepress export --format pte``, records its ONNX twin's counts) or else from the
+  program's XNNPACK subgraphs (:func:`counts_from_program`).
 
 The module imports neither torch nor executorch until a runtime is instantiated.
 
@@ -48,14 +49,14 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import InputError
-from ..size import file_sha256
+from ..errors import InputError
+from ..files import file_sha256
 from .base import Runtime, Session, rss_fields, spawn_probe
 
-INSTALL_HINT = "pip install 'edgepress[mobile]'"
 BACKEND = "XnnpackBackend"
-INFO_SUFFIX = ".json"  # model.pte -> model.pte.json, written by the exporter
 DELEGATED_PREFIX = "xnnpack:"
+INSTALL_HINT = "pip install 'edgepress[mobile]'"
+INFO_SUFFIX = ".json"  # model.pte -> model.pte.json, written by the exporter
 _PROBE = Path(__file__).with_name("_rss_probe_et.py")
 _FLOAT = 6  # ExecuTorch ScalarType::Float
 COUNT_KEYS = ("params_total", "params_nonzero", "macs")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputError
+from ..errors import InputError
 from .base import Runtime, Session, rss_fields, spawn_probe
 
 _PROBE = Path(__file__).with_name("_rss_probe_ort.py")
@@ -35,20 +35,32 @@ def session_options(threads: int, *, profile_dir: str | None = None):  # noqa: A
     return so
 
 
+def inference_session(path: str | os.PathLike, threads: int = 1, *,
+                      profile_dir: str | None = None):  # noqa: ANN201
+    """An ``onnxruntime.InferenceSession`` on the CPU provider with :func:`session_options`:
+    every ONNX Runtime session edgepress opens (measuring, profiling, the exporter's parity
+    check, quantization's evaluation) is made here.
+
+    Raises:
+        InputError: ONNX Runtime cannot load the file.
+    """
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), session_options(threads, profile_dir=profile_dir),
+                                    providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises several private exception types for bad files
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"ONNX Runtime cannot load {path}: {msg}") from None
+
+
 class OrtSession(Session):
     """An ``onnxruntime.InferenceSession`` behind the :class:`Session` interface."""
 
     def __init__(self, path: Path, threads: int):
-        import onnxruntime as ort
-
         self.path, self.threads = path, threads
         t0 = time.perf_counter()
-        try:
-            self.sess = ort.InferenceSession(str(path), session_options(threads),
-                                             providers=["CPUExecutionProvider"])
-        except Exception as e:  # ORT raises several private exception types for bad files
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InputError(f"ONNX Runtime cannot load {path}: {msg}") from None
+        self.sess = inference_session(path, threads)
         self.load_ms = (time.perf_counter() - t0) * 1e3
         inputs = self.sess.get_inputs()
         if len(inputs) != 1:
@@ -64,11 +76,8 @@ class OrtSession(Session):
 
     def kernels(self, x: np.ndarray) -> tuple[dict[str, int], dict[str, float]]:
         """Profile a twin session (same options) over a few runs; count executed nodes by op."""
-        import onnxruntime as ort
-
         with tempfile.TemporaryDirectory() as tmp:
-            sess = ort.InferenceSession(str(self.path), session_options(self.threads,
-                                        profile_dir=tmp), providers=["CPUExecutionProvider"])
+            sess = inference_session(self.path, self.threads, profile_dir=tmp)
             for _ in range(7):
                 sess.run(None, {self.input_name: x})
             events = json.loads(Path(sess.end_profiling()).read_text())

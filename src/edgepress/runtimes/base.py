@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputError
+from ..errors import InputError
 
 # name -> "module:Class"; modules are imported lazily by get_runtime
 _RUNTIMES: dict[str, str] = {
-    "onnxruntime": "edgepress.measurement.runtimes.onnxruntime:OnnxRuntime",
-    "executorch": "edgepress.measurement.runtimes.executorch:ExecutorchRuntime",
+    "onnxruntime": "edgepress.runtimes.onnxruntime:OnnxRuntime",
+    "executorch": "edgepress.runtimes.executorch:ExecutorchRuntime",
 }
 
 

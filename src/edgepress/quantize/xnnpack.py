@@ -1,0 +1,171 @@
+"""The XNNPACK quantization backend: torchao's pt2e flow with ExecuTorch's ``XNNPACKQuantizer``.
+
+An int8 run is deployed on ExecuTorch as int8, never fp32: its recorded quantization (static,
+dynamic, or 8-bit QAT) is re-applied to the PyTorch model here, calibrated on the same training
+images as the ONNX Runtime path (same draw from the recorded seed, same index hash, same batches),
+and handed to the exporter (:func:`edgepress.export.pte.export_pte`) through its
+``GraphQuantizer`` interface. ``reduce_range`` (an x86 ONNX Runtime workaround) does not apply.
+
+Example:
+    >>> XnnpackQuant(mode="dynamic").record()["activations"]
+    'int8 per call (dynamic)'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoint import Run
+from ..errors import InputError
+from ..export.deploy import register_exporter
+from ..export.pte import export_run_pte
+from .config import QuantConfig
+from .ptq import CALIB_BATCH, calibration_images
+
+
+@dataclass
+class XnnpackQuant:
+    """The XNNPACK quantization to apply (a ``GraphQuantizer`` for the pte exporter).
+
+    Attributes:
+        mode: ``static`` (int8 weights and activations, calibrated) or ``dynamic`` (int8
+            weights, activations quantized per call).
+        per_channel: one weight scale per output channel (else per tensor).
+        observer: activation range: ``minmax`` (exactly the ONNX path's) or ``histogram``
+            (XNNPACK's default, standing in for percentile / entropy calibration).
+        calib_x: calibration images (static), fed in batches of ``calib_batch``.
+        skip_modules: module paths kept in float.
+        recorded: what the run recorded, copied into the description.
+    """
+
+    mode: str = "static"
+    per_channel: bool = True
+    observer: str = "minmax"
+    calib_x: np.ndarray | None = None
+    calib_batch: int = 32
+    skip_modules: list[str] = field(default_factory=list)
+    recorded: dict = field(default_factory=dict)
+
+    def quantize(self, model: nn.Module, example: tuple[torch.Tensor]) -> nn.Module:
+        """``model`` quantized by pt2e (export, prepare, calibrate, convert)."""
+        return quantize_pt2e(model, self, example)
+
+    def record(self) -> dict:
+        """What was applied, for ``model.pte.json``."""
+        return _record(self)
+
+
+def _record(q: XnnpackQuant) -> dict:
+    return {"quantizer": "XNNPACKQuantizer (torchao pt2e)", "mode": q.mode,
+            "weights": "int8 symmetric ±127, " + ("per channel" if q.per_channel else
+                                                   "per tensor"),
+            "activations": ("int8 asymmetric per tensor, calibrated" if q.mode == "static" else
+                            "int8 per call (dynamic)"),
+            "activation_observer": q.observer if q.mode == "static" else None,
+            "calibration_images": None if q.calib_x is None else int(len(q.calib_x)),
+            "skipped_modules": list(q.skip_modules), **q.recorded}
+
+
+def quantize_pt2e(model: nn.Module, quant: XnnpackQuant,
+                  example: tuple[torch.Tensor]) -> nn.Module:
+    """pt2e quantization with ``XNNPACKQuantizer``: export, prepare, calibrate, convert.
+
+    Calibration runs on a dynamic-batch export so the images go in the ONNX path's batches.
+    """
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    dynamic = quant.mode == "static"
+    shapes = ({0: torch.export.Dim("batch", min=1, max=1 << 16)},) if dynamic else None
+    sample = example
+    if dynamic:
+        assert quant.calib_x is not None
+        sample = (torch.from_numpy(np.ascontiguousarray(quant.calib_x[:quant.calib_batch])),)
+    gm = torch.export.export(model, sample, dynamic_shapes=shapes).module()
+    prepared = prepare_pt2e(gm, _quantizer(quant))
+    if quant.mode == "static":
+        assert quant.calib_x is not None
+        x = torch.from_numpy(np.ascontiguousarray(quant.calib_x, dtype=np.float32))
+        for i in range(0, len(x), quant.calib_batch):
+            prepared(x[i:i + quant.calib_batch])
+    else:
+        prepared(*example)
+    return convert_pt2e(prepared)
+
+
+def _quantizer(quant: XnnpackQuant) -> Any:
+    import dataclasses
+
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e import MinMaxObserver
+    from torchao.quantization.pt2e.quantizer import get_module_name_filter
+
+    cfg = get_symmetric_quantization_config(is_per_channel=quant.per_channel,
+                                            is_dynamic=quant.mode == "dynamic")
+    if quant.mode == "static" and quant.observer == "minmax":
+        # the ONNX path's MinMax calibration: min/max over every calibration batch
+        act = dataclasses.replace(cfg.input_activation,
+                                  observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+        cfg = dataclasses.replace(cfg, input_activation=act, output_activation=act)
+    q = XNNPACKQuantizer().set_global(cfg)
+    if quant.skip_modules:
+        skips = [get_module_name_filter(f"model.{m}") for m in quant.skip_modules]
+        q.set_filter_function(lambda n: not any(f(n) for f in skips))
+    return q
+
+
+def xnnpack_quant(run: Run, model: nn.Module, data: Any) -> XnnpackQuant:
+    """The run's recorded quantization, as XNNPACK can apply it.
+
+    static and 8-bit QAT runs: static int8 calibrated on the images the ONNX path used (drawn
+    with the recorded seed; their index hash must match the recorded one; the last partial
+    batch is dropped, as ONNX Runtime's calibration reader drops it). dynamic runs: dynamic int8.
+    ``reduce_range`` (an x86 ONNX Runtime workaround) does not apply to XNNPACK's kernels.
+
+    Raises:
+        InputError: a mode XNNPACK cannot run (weight-only low-bit), a skip layer that is not a
+            module of the model, or calibration images that are not the recorded ones.
+    """
+    dep = run.meta.get("deployment") or {}
+    config = QuantConfig.from_dict(dep.get("quantization") or {})
+    modules = {name for name, _ in model.named_modules() if name}
+    for name in config.skip_layers:
+        if name not in modules:
+            raise InputError(f"cannot export to pte: skip layer {name!r} is not a module of "
+                             f"{run.model_name}")
+    record = {"recorded_mode": config.mode, "recorded_calib_method": config.calib_method,
+              "recorded_reduce_range": config.reduce_range, "reduce_range_applied": False}
+    skips = list(config.skip_layers)
+    if config.mode == "dynamic":
+        return XnnpackQuant(mode="dynamic", per_channel=config.per_channel, observer="none",
+                        skip_modules=skips, recorded=record)
+    if not (config.mode == "static" or (config.mode == "qat" and config.bits == 8)):
+        raise InputError(f"cannot export to pte: {config.mode} {config.precision} has no XNNPACK "
+                         "form (only int8 static, dynamic or QAT runs do)")
+    x, indices_hash = calibration_images(data, config.calibration or 0, config.seed, CALIB_BATCH)
+    recorded = dep.get("calibration_indices_hash")
+    if recorded and indices_hash != recorded:
+        raise InputError(f"cannot export to pte: the calibration images drawn now (hash "
+                         f"{indices_hash}) are not the recorded ones ({recorded}); did the data "
+                         "change?")
+    x = x[: len(x) // CALIB_BATCH * CALIB_BATCH]
+    record["calibration_indices_hash"] = indices_hash
+    observer = "minmax" if config.calib_method in (None, "minmax") else "histogram"
+    return XnnpackQuant(mode="static", per_channel=config.per_channel, observer=observer, calib_x=x,
+                    calib_batch=CALIB_BATCH, skip_modules=skips, recorded=record)
+
+
+def export_run_pte_int8(run: Run) -> Path:
+    """Write an int8 run's ``model.pte``: its recorded quantization re-applied for XNNPACK."""
+    return export_run_pte(run, xnnpack_quant)
+
+
+register_exporter("pte", "int8")(export_run_pte_int8)
