@@ -203,6 +203,38 @@ def test_an_image_folder_trains_a_model(tmp_path, capsys):
     assert meta["data"].endswith("@12x12") and meta["splits"]["val"]["size"] == 6
 
 
+def test_an_image_folder_larger_than_memory_streams_and_trains_the_same(tmp_path, monkeypatch):
+    """Over the memory budget the train split stays on disk and a DataLoader with workers
+    decodes it: the same batches in the same order, so the same weights as from memory."""
+    import torch
+
+    from edgepress.data import load_data
+    from edgepress.imagefolder import LazyImages
+    from edgepress.training import TrainConfig, fit, seed_everything
+    from edgepress.zoo import create_model
+
+    root = _write_folder(tmp_path / "imgs", n_per_class=20)
+    spec = f"imagefolder:{root}@12x12"
+    in_memory = load_data(spec)
+    monkeypatch.setenv("EDGEPRESS_IMAGEFOLDER_MEMORY_MB", "0")
+    monkeypatch.setenv("EDGEPRESS_LOADER_WORKERS", "2")
+    streamed = load_data(spec)
+    assert streamed.streamed and isinstance(streamed.x_train, LazyImages)
+    assert not in_memory.streamed and streamed.input_shape == in_memory.input_shape
+    assert np.array_equal(streamed.x_train[[3, 0, 7]], in_memory.x_train[[3, 0, 7]])
+    assert streamed.subset(10).streamed and len(streamed.subset(10).y_train) == 10
+    weights = []
+    for ds in (in_memory, streamed):
+        seed_everything(0)
+        model = create_model("lenet5:width=0.5", input_shape=ds.input_shape, num_classes=3)
+        fit(model, ds, TrainConfig(epochs=2, batch_size=8, seed=0), progress=False)
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    monkeypatch.setenv("EDGEPRESS_IMAGEFOLDER_MEMORY_MB", "lots")
+    with pytest.raises(Exception, match="must be a number of megabytes"):
+        load_data(spec)
+
+
 def test_bad_image_folders_are_one_line_errors(tmp_path, capsys):
     def bad(root, *extra):
         return _bad(capsys, "train", "--model", "mlp", "--data", f"imagefolder:{root}",

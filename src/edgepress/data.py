@@ -63,6 +63,11 @@ class Dataset:
     classes: tuple[str, ...] | None = None  # class names, when the data has them (imagefolder)
 
     @property
+    def streamed(self) -> bool:
+        """Whether the train split stays on disk (an image folder larger than memory)."""
+        return not isinstance(self.x_train, np.ndarray)
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         """The shape of one image, e.g. ``(1, 28, 28)``."""
         return tuple(self.x_train.shape[1:])
@@ -85,7 +90,8 @@ class Dataset:
         if n_train is None or n_train >= len(self.y_train):
             return self
         h = _hash_indices(np.arange(n_train), f"{self.index_hashes.get('train', '')}[:{n_train}]")
-        return dataclasses.replace(self, x_train=self.x_train[:n_train],
+        head = getattr(self.x_train, "head", None)  # images still on disk stay there
+        return dataclasses.replace(self, x_train=head(n_train) if head else self.x_train[:n_train],
                                    y_train=self.y_train[:n_train],
                                    index_hashes={**self.index_hashes, "train": h})
 

@@ -7,6 +7,11 @@ must be the same in every split. Images become float32 N×C×H×W in [0, 1]: one
 image is grayscale, else three (RGB). ``@HxW`` resizes (bilinear); without it every image must
 already have the same size. Each split's hash covers its files' relative paths, labels and bytes.
 
+A training split larger than ``$EDGEPRESS_IMAGEFOLDER_MEMORY_MB`` (default 2048 MB decoded)
+stays on disk: ``x_train`` is then a :class:`LazyImages`, which decodes the images asked for, and
+training streams it through a ``DataLoader`` with worker processes (the same batches, in the same
+order, as from memory). Validation and test splits are always decoded into memory.
+
 Example:
     >>> parse_spec("imagefolder:/data/pets@32x32")
     ('/data/pets', (32, 32))
@@ -18,13 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import InputError
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
+MEMORY_ENV = "EDGEPRESS_IMAGEFOLDER_MEMORY_MB"  # a larger train split streams from disk
+DEFAULT_MEMORY_MB = 2048
 VAL_FRACTION = 0.10
 _GRAY = {"1", "L", "LA", "I", "I;16", "F"}
 
@@ -80,11 +89,74 @@ def load_imagefolder(spec: str) -> dict:
                 for s, by_class in files.items()}
     gray = all(_is_gray(p) for ps in labelled.values() for p, _ in ps)
     shape = _common_size(labelled, size)
-    x = {s: _read_images([p for p, _ in ps], shape, gray) for s, ps in labelled.items()}
+    budget = memory_budget()
+    x: dict[str, Any] = {s: _read_images([p for p, _ in ps], shape, gray)
+                         for s, ps in labelled.items() if s != "train"}
+    lazy = LazyImages([p for p, _ in labelled["train"]], shape, gray)
+    x["train"] = lazy if lazy.nbytes > budget else lazy[:]
     y = {s: np.array([c for _, c in ps], np.int64) for s, ps in labelled.items()}
     hashes = {s: _hash_split(root, ps) for s, ps in labelled.items()}
     name = f"imagefolder:{root.resolve()}" + (f"@{size[0]}x{size[1]}" if size else "")
     return {"name": name, "x": x, "y": y, "classes": tuple(classes), "hashes": hashes}
+
+
+def memory_budget() -> int:
+    """Bytes of decoded training images held in memory (``$EDGEPRESS_IMAGEFOLDER_MEMORY_MB``).
+
+    Raises:
+        InputError: the variable is set but not a number >= 0.
+    """
+    raw = os.environ.get(MEMORY_ENV)
+    try:
+        mb = float(raw) if raw else float(DEFAULT_MEMORY_MB)
+    except ValueError:
+        mb = -1.0
+    if not mb >= 0:
+        raise InputError(f"{MEMORY_ENV}={raw!r} must be a number of megabytes >= 0")
+    return int(mb * 1e6)
+
+
+class LazyImages:
+    """A split's images on disk, decoded when indexed: numpy-like enough for edgepress (``len``,
+    ``shape``, ``dtype``, indexing by an int, a slice or an index array gives decoded float32
+    arrays). :meth:`head` cuts it without decoding.
+
+    Example:
+        >>> imgs = LazyImages([], (8, 8), gray=True)
+        >>> imgs.shape, imgs[:].shape
+        ((0, 1, 8, 8), (0, 1, 8, 8))
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 4
+
+    def __init__(self, paths: list[Path], hw: tuple[int, int], gray: bool):
+        self.paths, self.hw, self.gray = list(paths), (int(hw[0]), int(hw[1])), gray
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:  # noqa: D102
+        return (len(self.paths), 1 if self.gray else 3, self.hw[0], self.hw[1])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the decoded images would take."""
+        return int(np.prod(self.shape)) * 4
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        if isinstance(key, int | np.integer):
+            return _read_images([self.paths[int(key)]], self.hw, self.gray)[0]
+        idx = np.arange(len(self.paths))[np.asarray(key) if not isinstance(key, slice) else key]
+        return _read_images([self.paths[i] for i in np.atleast_1d(idx)], self.hw, self.gray)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self[:] if dtype is None else self[:].astype(dtype)
+
+    def head(self, n: int) -> LazyImages:
+        """The first ``n`` images, still on disk."""
+        return LazyImages(self.paths[:n], self.hw, self.gray)
 
 
 def _split_files(root: Path, split: str) -> dict[str, list[Path]]:

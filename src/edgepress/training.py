@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.data
 from torch import nn
 
 from .data import Dataset
@@ -155,7 +157,8 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, loss_fn: LossFn
     """
     seed_everything(config.seed)
     data = data.subset(config.train_subset)
-    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    y = torch.from_numpy(data.y_train)
+    x = None if data.streamed else torch.from_numpy(data.x_train)
     steps_per_epoch = math.ceil(len(y) / config.batch_size)
     total = max(1, steps_per_epoch * config.epochs)
     trainable = params if params is not None else [p for p in model.parameters() if p.requires_grad]
@@ -172,9 +175,11 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, loss_fn: LossFn
         for epoch in range(config.epochs):
             model.train()
             order, running = torch.randperm(len(y), generator=gen), 0.0
-            for b in range(steps_per_epoch):
-                idx = order[b * config.batch_size:(b + 1) * config.batch_size]
-                xb = x[idx]
+            batches = [order[b * config.batch_size:(b + 1) * config.batch_size]
+                       for b in range(steps_per_epoch)]
+            source = (_streamed(data.x_train, batches) if x is None
+                      else (x[idx] for idx in batches))
+            for b, (idx, xb) in enumerate(zip(batches, source, strict=True)):
                 if mirror:
                     xb = _mirror_half(xb, gen)
                 xb = xb.contiguous(memory_format=fmt)
@@ -195,6 +200,30 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, loss_fn: LossFn
     model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     model.eval()
     return result
+
+
+LOADER_WORKERS_ENV = "EDGEPRESS_LOADER_WORKERS"  # worker processes decoding streamed images
+
+
+class _Images(torch.utils.data.Dataset):
+    """One decoded image per index, from a split on disk (``LazyImages``)."""
+
+    def __init__(self, images: Any):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.images[int(i)]))
+
+
+def _streamed(images: Any, batches: list[torch.Tensor]) -> Any:
+    """The batches' images decoded by ``DataLoader`` workers, in the given order."""
+    workers = int(os.environ.get(LOADER_WORKERS_ENV) or min(2, os.cpu_count() or 1))
+    loader = torch.utils.data.DataLoader(
+        _Images(images), batch_sampler=[b.tolist() for b in batches], num_workers=workers)
+    return iter(loader)
 
 
 def _default_loss(config: TrainConfig) -> LossFn:
