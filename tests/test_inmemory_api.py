@@ -73,8 +73,12 @@ def test_distill_in_memory_trains_the_student(trained):
     student = create_model("mlp:width=0.25", input_shape=ds.input_shape, num_classes=10)
     t_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     config = edgepress.DistillConfig(epochs=15, lr=5e-3, batch_size=32)
-    report = edgepress.distill_(teacher, student, config, data="digits", progress=False)
+    report = edgepress.distill(teacher, student, config, data="digits", progress=False)
     assert report["val_accuracy"] > 0.85 and _acc(student, ds) > 0.85
     assert all(torch.equal(t_before[k], v) for k, v in teacher.state_dict().items())
     assert all(p.requires_grad for p in teacher.parameters())  # left as it was
     assert np.isfinite(report["history"][-1]["val_accuracy"])
+    with pytest.raises(edgepress.InputError, match="needs data= and no out="):
+        edgepress.distill(teacher, student, config)
+    with pytest.raises(edgepress.InputError, match="two nn.Modules"):
+        edgepress.distill(teacher, "mlp", config, data="digits")

@@ -44,9 +44,16 @@ class _Student:
     architecture: dict  # the new run's architecture record (a run's own, kept whole)
 
 
-def distill(teacher: str | os.PathLike, student: str, config: DistillConfig, *,
-            out: str | os.PathLike, data: str | None = None, progress: bool = True) -> dict:
-    """Train ``student`` from ``teacher`` (KD arm) and without it (baseline arm), per seed.
+def distill(teacher: str | os.PathLike | nn.Module, student: str | nn.Module,
+            config: DistillConfig, *, out: str | os.PathLike | None = None,
+            data: str | Dataset | None = None, progress: bool = True) -> dict:
+    """Train ``student`` from ``teacher`` (KD arm) and without it (baseline arm), per seed —
+    or, given two in-memory models (and no ``out``), train ``student`` in place on ``teacher``'s
+    soft targets (:func:`distill_`).
+
+    Example:
+        >>> report = distill(teacher_net, student_net, DistillConfig(epochs=2),
+        ...                  data="digits")  # doctest: +SKIP
 
     The step runner (:func:`edgepress.steps.run_step`) opens the teacher, applies
     :func:`apply_distill` and writes both measured runs.
@@ -67,6 +74,18 @@ def distill(teacher: str | os.PathLike, student: str, config: DistillConfig, *,
     Raises:
         InputError: teacher not a run, mismatched classes or input shapes, bad options.
     """
+    if isinstance(teacher, nn.Module) or isinstance(student, nn.Module):
+        if not (isinstance(teacher, nn.Module) and isinstance(student, nn.Module)):
+            raise InputError("distill in memory takes two nn.Modules (teacher and student); "
+                             "for run directories give both as paths or specs")
+        if out is not None or data is None:
+            raise InputError("in-memory distillation needs data= and no out= (save the student "
+                             "as a run with edgepress.import_model)")
+        return distill_(teacher, student, config, data=data, progress=progress)
+    if out is None:
+        raise InputError("distill needs out= (the student's run directory)")
+    if isinstance(data, Dataset):
+        data = data.name
     from ..steps import run_step
 
     step = DistillStepConfig(**config.to_dict(), student=str(student))
