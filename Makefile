@@ -9,14 +9,18 @@ QUICK_OUT ?= runs/demo
 
 setup: $(STAMP) data browser
 
+# One line per stage; pip's own output only when a stage fails (it is then printed whole).
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "edgepress needs $(PY)"; exit 1; }
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	# torch first, pinned, so that nothing pulls a CUDA build
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[mobile,dev]'
-	touch $(STAMP)
+	@echo "setup: virtual environment $(VENV)"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@echo "setup: pip"
+	@$(BIN)/pip install --quiet --upgrade pip > $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
+	@echo "setup: torch 2.13.0 (CPU build, pinned so nothing pulls a CUDA build)"
+	@$(BIN)/pip install --quiet torch==2.13.0 > $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
+	@echo "setup: edgepress and its dependencies (ONNX Runtime, ExecuTorch, test tools)"
+	@$(BIN)/pip install --quiet -e '.[mobile,dev]' > $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
+	@touch $(STAMP)
 
 # Fashion-MNIST from Debian when apt is usable; otherwise the embedded `digits` data is used.
 data:

@@ -77,7 +77,8 @@ def test_distill_on_digits(teacher, tmp_path):
 
 
 def test_cached_and_online_teacher_give_the_same_student(teacher, tmp_path):
-    cfg = dict(epochs=1, seeds=1, batch_size=64)
+    """Also on a training subset: the cache holds the logits of the images trained on."""
+    cfg = dict(epochs=1, seeds=1, batch_size=64, train_subset=600)
     a = distill(teacher, "mlp:width=0.1", DistillConfig(cache_teacher=True, **cfg),
                 out=tmp_path / "a", progress=False)
     b = distill(teacher, "mlp:width=0.1", DistillConfig(cache_teacher=False, **cfg),

@@ -280,7 +280,7 @@ def fast_measure(monkeypatch):
     from edgepress.checkpoint import write_json
     from edgepress.measurement.graph import count_macs, count_params, load_onnx
 
-    def quick(tmp, final):
+    def quick(tmp, final, timed=True):
         graph = load_onnx(tmp / "model.onnx")
         params, nonzero = count_params(graph)
         rec = {"variant": final.name, "macs": count_macs(graph, (1, 1, 8, 8)),
@@ -304,7 +304,9 @@ def test_merge_through_the_cli_says_nothing_to_merge(mlp_parent, tmp_path):
     rep = json.loads((out / "structure.json").read_text())
     assert rep["details"]["nothing_to_merge"] and rep["transform"] is None
     assert rep["after"]["params"] == rep["before"]["params"]
-    assert rep["after"]["test_accuracy"] == rep["before"]["test_accuracy"]
+    assert rep["after"]["val_accuracy"] == rep["before"]["val_accuracy"]
+    assert rep["after"]["deployed"]["accuracy"] == json.loads(
+        (out / "metrics.json").read_text())["accuracy"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["structure"]["method"] == "merge"
     assert metrics["fidelity"]["top1_agreement"] == 1.0
@@ -337,7 +339,7 @@ def test_drop_blocks_run_then_fold_reloads(mobilenet_parent, digits, tmp_path, f
     import edgepress.export.deploy as deploy
 
     monkeypatch.setattr(deploy, "export_run", lambda run, fmt: None)  # one export is enough
-    monkeypatch.setattr(produce, "measure_in_place", lambda tmp, final: {})
+    monkeypatch.setattr(produce, "measure_in_place", lambda tmp, final, timed=True: {})
     folded = tmp_path / "folded"
     rec = structure(out, StructureConfig(method="fold"), out=folded, progress=False)
     kinds = [t["kind"] for t in load_run(folded).meta["architecture"]["transforms"]]
@@ -346,7 +348,7 @@ def test_drop_blocks_run_then_fold_reloads(mobilenet_parent, digits, tmp_path, f
     assert _n_bn(again) == 0
     assert _max_diff(again, model, digits.x_val) <= 1e-5
     before, after = rec["structure"]["before"], rec["structure"]["after"]
-    assert after["test_accuracy"] == before["test_accuracy"]
+    assert after["val_accuracy"] == before["val_accuracy"]
     assert after["layers"] < before["layers"] and after["macs"] == before["macs"]
 
 

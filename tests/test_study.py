@@ -5,6 +5,7 @@ import csv
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,17 @@ CONTRACT_FIELDS = ("variant", "speedup", "speedup_ci95", "size_ratio", "accuracy
 def quick_study(tmp_path_factory, mlp_run):
     """A quick study of the digits mlp through the CLI (int8 recipe only, ONNX Runtime only)."""
     out = tmp_path_factory.mktemp("study") / "s"
+    t0 = time.perf_counter()
     proc = cli("study", "--data", "digits", "--model", "mlp", "--quick", "--baseline", mlp_run,
                "--recipes", ",".join(str(REPO / "recipes" / f) for f in ("int8.yaml",
                                                                           "sparse-90.yaml")),
                "--runtimes", "onnxruntime", "--no-progress", "--out", out, check=0)
+    FIRST_RUN["wall_s"] = time.perf_counter() - t0
+    FIRST_RUN["seconds"] = json.loads((out / "study-meta.json").read_text())["seconds"]
     return out, proc
+
+
+FIRST_RUN: dict = {}  # the quick study's first (not resumed) run: its wall time is reported
 
 
 def test_quick_study_writes_every_file(quick_study):
@@ -166,6 +173,87 @@ def test_report_opens_in_headless_chromium(quick_study):
     console = [ln for ln in proc.stderr.splitlines()
                if "CONSOLE" in ln or "Uncaught" in ln or "Failed to load resource" in ln]
     assert not console, console
+
+
+_LAYOUT_PROBE = """<script>
+window.addEventListener('load', () => {
+  const vw = document.documentElement.clientWidth, bad = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    let p = el.parentElement, inScroll = false;
+    while (p && p !== document.body) {
+      const o = getComputedStyle(p).overflowX;
+      if (o === 'auto' || o === 'scroll') { inScroll = true; break; }
+      p = p.parentElement;
+    }
+    const r = el.getBoundingClientRect();
+    if (!inScroll && r.right > vw + 1) bad.push(el.tagName + ':' + Math.round(r.right));
+  }
+  parent.postMessage(JSON.stringify(
+    {vw: vw, scroll: document.documentElement.scrollWidth, bad: bad}), '*');
+});
+</script>"""
+# headless Chromium's window is at least 500 px wide: a phone's 390 px is an iframe that wide
+_FRAME = """<html><body style="margin:0">
+<iframe src="probe.html" style="width:{w}px;height:900px;border:0"></iframe>
+<script>window.addEventListener('message',
+  e => document.body.setAttribute('data-layout', e.data));</script></body></html>"""
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_report_fits_a_phone_and_a_desktop(quick_study, tmp_path, width):
+    """Through the DOM in headless Chromium: the page never scrolls sideways and no element
+    outside a scroll container (the wide table's) is wider than the viewport."""
+    import html as _html
+    import re
+
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed")
+    out, _ = quick_study
+    page = (out / "report.html").read_text()
+    assert "<script" not in page  # the report itself runs no script; the probe is the test's
+    (tmp_path / "probe.html").write_text(page.replace("</body>", _LAYOUT_PROBE + "</body>"))
+    frame = tmp_path / "frame.html"
+    frame.write_text(_FRAME.replace("{w}", str(width)))
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu",
+         f"--window-size={max(width, 500) + 40},1000", "--virtual-time-budget=5000",
+         "--dump-dom", frame.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = re.search(r'data-layout="([^"]*)"', proc.stdout)
+    assert m, "the layout probe did not run"
+    layout = json.loads(_html.unescape(m.group(1)))
+    assert layout["vw"] <= width and layout["scroll"] <= layout["vw"], layout
+    assert layout["bad"] == [], layout
+    top = page.index("Caveat.") if "Caveat." in page else None
+    assert top is not None and top < page.index("<h2>Table</h2>")  # the quick caveat first
+    assert page.index("Machine.") < page.index("<h2>Table</h2>") and "VNNI" in page
+
+
+def test_an_80_column_table_cuts_no_number(quick_study):
+    from rich.console import Console
+
+    from edgepress.cli.tables import comparison_table
+
+    out, _ = quick_study
+    rows = json.loads((out / "study.json").read_text())
+    console = Console(width=80, record=True, color_system=None, force_terminal=True)
+    console.print(comparison_table(rows))
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    for r in rows[1:-1]:
+        assert f"{r['speedup']:.2f}×" in text and f"{100 * r['accuracy']:.2f}" in text
+
+
+def test_quick_study_wall_time_is_reported(quick_study, record_property, capsys):
+    """Reported, not asserted: the first run of the fixture's quick study (digits mlp)."""
+    seconds = FIRST_RUN["seconds"]
+    record_property("quick_study_seconds", FIRST_RUN["wall_s"])
+    with capsys.disabled():
+        print(f"\n[quick study of the digits mlp: {FIRST_RUN['wall_s']:.1f} s wall, "
+              + ", ".join(f"{k} {v} s" for k, v in seconds.items()) + "]")
+    assert seconds["total"] > 0
 
 
 def test_output_dir_that_is_a_file_is_exit_2(tmp_path):

@@ -24,7 +24,8 @@ from .zoo import ModelSpec, create_model
 def train(model: str, *, out: str | os.PathLike, data: str | None = None,
           epochs: int | None = None, seed: int = 0, batch_size: int | None = None,
           lr: float | None = None, train_subset: int | None = None,
-          weights: str | os.PathLike | None = None, progress: bool = True) -> dict:
+          weights: str | os.PathLike | None = None, progress: bool = True,
+          timed: bool = True) -> dict:
     """Train a model with its default recipe and write a complete run directory.
 
     Args:
@@ -37,6 +38,8 @@ def train(model: str, *, out: str | os.PathLike, data: str | None = None,
         epochs, seed, batch_size, lr, train_subset: overrides of the model's default recipe.
         weights: start from these weights (safetensors or a state dict) instead of the seed's.
         progress: show a progress bar.
+        timed: measure the run fully (``metrics.json``); ``False``: only what needs no timing
+            (``figures.json``), for a study that times every variant in one compare.
 
     Returns:
         The run's measurement record (also in ``out/metrics.json``).
@@ -56,7 +59,7 @@ def train(model: str, *, out: str | os.PathLike, data: str | None = None,
     meta = _meta(spec, ds, config.to_dict(), config.seed, weights,
                  splits=ds.subset(config.train_subset).splits_record())
     meta["training"] = {"history": result.history, "seconds": round(result.seconds, 2)}
-    return produce_run(out, net, meta)
+    return produce_run(out, net, meta, timed=timed)
 
 
 def import_model(model: str, *, out: str | os.PathLike, data: str | None = None,

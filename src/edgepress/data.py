@@ -20,6 +20,7 @@ import dataclasses
 import gzip
 import hashlib
 import os
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,31 @@ class Dataset:
             for s in ("train", "val", "test")
         }
 
+    def sample(self, *, test: int | None = None, val: int | None = None) -> Dataset:
+        """A copy whose test and / or validation split is a fixed random sample of that many
+        images (the same for every call; order kept), named ``NAME[test=N,val=M]``; train
+        unchanged.
+
+        >>> ds = load_data("digits").sample(test=100, val=50)
+        >>> len(ds.y_test), len(ds.y_val), ds.name
+        (100, 50, 'digits[test=100,val=50]')
+        """
+        changes: dict = {}
+        hashes = dict(self.index_hashes)
+        tags = []
+        for split, n in (("test", test), ("val", val)):
+            y = getattr(self, f"y_{split}")
+            if n is None or n >= len(y):
+                continue
+            idx = np.sort(np.random.default_rng(0).choice(len(y), size=n, replace=False))
+            changes[f"x_{split}"], changes[f"y_{split}"] = getattr(self, f"x_{split}")[idx], y[idx]
+            hashes[split] = _hash_indices(idx, hashes.get(split, ""))
+            tags.append(f"{split}={n}")
+        if not tags:
+            return self
+        return dataclasses.replace(self, name=f"{self.name}[{','.join(tags)}]",
+                                   index_hashes=hashes, **changes)
+
     def subset(self, n_train: int | None = None) -> Dataset:
         """A copy whose train split is cut to its first ``n_train`` images (val/test unchanged)."""
         if n_train is None or n_train >= len(self.y_train):
@@ -106,13 +132,29 @@ def register_data(name: str) -> Callable:
     return deco
 
 
+SAMPLE_SUFFIX = re.compile(r"^(?P<base>.+)\[(?P<opts>[^\[\]]*)\]$")
+
+
 def load_data(spec: str) -> Dataset:
     """Load a dataset by name: ``fashion-mnist``, ``digits``, ``npz:PATH`` or
-    ``imagefolder:DIR[@HxW]``.
+    ``imagefolder:DIR[@HxW]``; any of them with ``[test=N]``, ``[val=M]`` or
+    ``[test=N,val=M]`` keeps a fixed sample of N test / M validation images
+    (:meth:`Dataset.sample`; the quick study's smoke-test figures).
 
     Raises:
         InputError: unknown name, missing files, or malformed data.
     """
+    m = SAMPLE_SUFFIX.match(spec)
+    if m:
+        sizes: dict[str, int] = {}
+        for part in m["opts"].split(","):
+            key, _, value = part.partition("=")
+            if key.strip() not in ("test", "val") or not value.strip().isdigit() or \
+                    int(value) < 1:
+                raise InputError(f"{spec!r}: expected [test=N], [val=M] or [test=N,val=M] "
+                                 "with positive numbers of images")
+            sizes[key.strip()] = int(value)
+        return load_data(m["base"]).sample(test=sizes.get("test"), val=sizes.get("val"))
     key = spec.split(":", 1)[0]
     if key not in _LOADERS:
         raise InputError(f"unknown data {spec!r} (known: {', '.join(sorted(_LOADERS))}, npz:PATH, "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_data, add_runtime, data_spec
+from .options import add_data, add_output, add_runtime, data_spec
 
 HELP = "measure runs together (latency interleaved) and compare them against the first"
 
@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
     add_data(p, "the first run's data")
     add_runtime(p)
     p.add_argument("--json", metavar="PATH", required=True, help="write the comparison here")
+    add_output(p)
 
 
 def run(args: argparse.Namespace) -> int:  # noqa: D103
@@ -30,8 +31,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
     if len(args.targets) < 2:
         raise InputError("compare needs at least two runs")
     rows = compare(args.targets, data=data_spec(args), runtime=args.runtime, threads=args.threads,
-                   batch=args.batch)
-    show(comparison_table(rows))
+                   batch=args.batch, progress=not args.no_progress)
+    show(comparison_table(rows, wide=args.wide), wide=args.wide)
     warn_if_never_quiet(rows)
     write_json(out, rows)
     print(f"wrote {out}")

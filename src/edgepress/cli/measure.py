@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_data, add_runtime, data_spec
+from .options import add_data, add_output, add_runtime, data_spec
 
 HELP = ("measure a run, an ONNX file or an ExecuTorch program: size, params, MACs, accuracy, "
         "latency, memory, kernels")
@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
     p.set_defaults(runtime=None)  # None: inferred from the target (runtime_for)
     p.add_argument("--json", metavar="PATH", default=None,
                    help="write the record here (default: RUN/metrics.json for a run)")
+    add_output(p)
 
 
 def run(args: argparse.Namespace) -> int:  # noqa: D103
@@ -33,8 +34,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
     if out is not None:
         check_output_file(out)
     record = measure(target, data=data_spec(args), runtime=args.runtime or runtime_for(target),
-                     threads=args.threads, batch=args.batch)
-    show(record_table(record))
+                     threads=args.threads, batch=args.batch, progress=not args.no_progress)
+    show(record_table(record), wide=args.wide)
     warn_if_never_quiet([record])
     if out is not None:
         (write_json if args.json else save_record)(out, record)  # a run keeps its extras

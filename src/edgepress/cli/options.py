@@ -71,3 +71,11 @@ def add_teacher(p: argparse.ArgumentParser) -> None:
                    help="weight of the teacher's soft targets (default 0.7)")
     p.add_argument("--finetune-temperature", type=float, metavar="T", default=None,
                    help="distillation temperature (default 4)")
+
+
+def add_output(p: argparse.ArgumentParser) -> None:
+    """``--wide`` (every table column) and ``--no-progress`` (no live lines on stderr)."""
+    p.add_argument("--wide", action="store_true",
+                   help="every column, exact counts (default: a layout that fits 80 columns; "
+                        "piped output is Markdown)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")

@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
                    "ones)")
     add_seed(p)
     p.add_argument("--no-progress", action="store_true", help="no progress output")
+    p.add_argument("--wide", action="store_true",
+                   help="every table column (default: a layout that fits 80 columns)")
     p.add_argument("--out", required=True, metavar="DIR", help="study directory (resumed if it "
                    "exists)")
 
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
                          recipes=args.recipes.split(",") if args.recipes else None)
     records = study(config, out=args.out, progress=not args.no_progress)
     for rt in dict.fromkeys(r["runtime"] for r in records):
-        show(comparison_table([r for r in records if r["runtime"] == rt]))
+        show(comparison_table([r for r in records if r["runtime"] == rt], wide=args.wide),
+             wide=args.wide)
     print(f"wrote {args.out}/study.md, study.csv, study.json, report.html")
     return 0

@@ -1,17 +1,46 @@
-"""Rich tables of measurement records."""
+"""Tables of measurement records for the terminal: compact units and a narrow layout that fits
+80 columns without cutting a number (``--wide``: every column), and plain Markdown when stdout
+is not a terminal (a pipe, a file, CI logs).
+
+Example:
+    >>> compact(93962), compact(29128400), fmt_bytes(352870)
+    ('93.96 k', '29.1 M', '344.6 KB')
+"""
 
 from __future__ import annotations
 
+import sys
+
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 
-def _fmt_bytes(n: float) -> str:
+def compact(n: float) -> str:
+    """A count in k / M / G with three or four significant digits (``93.96 k``, ``29.1 M``).
+
+    >>> compact(812), compact(1500), compact(4_650_000_000)
+    ('812', '1.50 k', '4.65 G')
+    """
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            v = n / scale
+            if v >= 100:
+                return f"{v:.0f} {unit}"
+            return f"{v:.2f} {unit}" if v < 10 or unit == "k" else f"{v:.1f} {unit}"
+    return f"{n:.0f}"
+
+
+def fmt_bytes(n: float) -> str:
+    """Bytes in B / KB / MB / GB (powers of 1024), one decimal."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+_fmt_bytes = fmt_bytes
 
 
 def record_table(rec: dict) -> Table:
@@ -22,14 +51,16 @@ def record_table(rec: dict) -> Table:
     t.add_column("value", justify="right")
     lat, ci = rec["latency_ms"], rec["accuracy_ci95"]
     rows = [
-        ("parameters (non-zero / total)", f"{rec['params_nonzero']:,} / {rec['params_total']:,}"),
-        ("MACs", f"{rec['macs']:,}" + (f" (incomplete: {len(rec.get('macs_incomplete_nodes', []))} "
-                                       "node(s) of unknown shape not counted)"
-                                       if rec.get("macs_incomplete") else "")),
+        ("parameters (non-zero / total)",
+         f"{compact(rec['params_nonzero'])} / {compact(rec['params_total'])}"),
+        ("MACs", f"{compact(rec['macs'])}" + (
+            f" (incomplete: {len(rec.get('macs_incomplete_nodes', []))} node(s) of unknown "
+            "shape not counted)" if rec.get("macs_incomplete") else "")),
         ("file (gzip -9)",
          f"{_fmt_bytes(rec['size_bytes'])} ({_fmt_bytes(rec['size_gzip_bytes'])})"),
         ("accuracy (95% CI)",
-         f"{rec['accuracy']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] n={rec['n_test']}"),
+         f"{100 * rec['accuracy']:.2f}% [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}] "
+         f"n={rec['n_test']:,}"),
         ("latency median / p90", f"{lat['median']:.4f} / {lat['p90']:.4f} ms ({lat['runs']} runs"
          + _quiet_note(lat) + ")"),
         ("load time", f"{rec['load_ms']:.1f} ms"),
@@ -66,9 +97,13 @@ def _quiet_note(lat: dict) -> str:
             f"{lat['median_all']:.4f} / {lat['p90_all']:.4f} ms")
 
 
-def comparison_table(rows: list[dict]) -> Table:
+def comparison_table(rows: list[dict], *, wide: bool = False) -> Table:
     """Several records side by side, with ratios against the first (the reference's second
     session gives the noise floor in the title, not a row).
+
+    The default layout fits 80 columns: compact units, each CI on a second line in its cell,
+    ``≈`` before a speed-up that is no measurable change. ``wide``: every column (the exact
+    counts, p90, runs kept, the all-runs speed-up, the p-value).
     """
     from ..measurement.comparison import measured_rows
     from ..report.table import delta_cell, runs_cell, variant_cell
@@ -77,25 +112,78 @@ def comparison_table(rows: list[dict]) -> Table:
     floor_note = f"; noise floor {100 * floor:.1f}%" if floor is not None else ""
     t = Table(title=f"compare on {rows[0]['data']}, {rows[0]['runtime']}, "
               f"{rows[0]['threads']} thread(s), batch {rows[0]['batch']} (reference: "
-              f"{rows[0]['variant']}{floor_note})")
-    for col in ("variant", "params nz/total", "MACs", "gzip", "size ×", "median ms", "p90 ms",
-                "runs kept", "speed-up [95% CI]", "all runs", "accuracy", "Δ pts [95% CI]", "p"):
-        t.add_column(col, justify="left" if col == "variant" else "right")
+              f"{rows[0]['variant']}{floor_note})", box=box.SIMPLE_HEAD if wide else None,
+              padding=(0, 1), pad_edge=False, show_edge=False)
+    cols: tuple[str, ...]
+    if wide:
+        cols = ("variant", "params nz/total", "MACs", "gzip", "size ×", "median ms", "p90 ms",
+                "runs kept", "speed-up [95% CI]", "all runs", "accuracy", "Δ pts [95% CI]", "p")
+    else:
+        cols = ("variant", "params", "MACs", "gzip", "ms", "speed-up", "acc %", "Δ pts")
+    for col in cols:
+        if col == "variant":
+            t.add_column(col, justify="left", overflow="fold", min_width=8)
+        else:
+            t.add_column(col, justify="right", no_wrap=True)
     for r in measured_rows(rows):
         lo, hi = r["speedup_ci95"]
-        t.add_row(variant_cell(r), f"{r['params_nonzero']:,}/{r['params_total']:,}",
-                  f"{r['macs']:,}" + ("?" if r.get("macs_incomplete") else ""),
-                  _fmt_bytes(r["size_gzip_bytes"]), f"{r['size_ratio']:.3f}",
-                  f"{r['latency_ms']['median']:.4f}", f"{r['latency_ms']['p90']:.4f}",
-                  runs_cell(r), f"{r['speedup']:.2f} [{lo:.2f}, {hi:.2f}]",
-                  f"{r.get('speedup_all', r['speedup']):.2f}", f"{r['accuracy']:.4f}",
-                  delta_cell(r), f"{r['p_value']:.3g}")
+        if wide:
+            t.add_row(variant_cell(r), f"{r['params_nonzero']:,}/{r['params_total']:,}",
+                      f"{r['macs']:,}" + ("?" if r.get("macs_incomplete") else ""),
+                      fmt_bytes(r["size_gzip_bytes"]), f"{r['size_ratio']:.3f}",
+                      f"{r['latency_ms']['median']:.4f}", f"{r['latency_ms']['p90']:.4f}",
+                      runs_cell(r), f"{r['speedup']:.2f} [{lo:.2f}, {hi:.2f}]",
+                      f"{r.get('speedup_all', r['speedup']):.2f}", f"{r['accuracy']:.4f}",
+                      delta_cell(r), f"{r['p_value']:.3g}")
+            continue
+        same = "≈" if r.get("latency_change") == "no measurable change" else ""
+        ci = r.get("accuracy_delta_ci95_pts")
+        delta = f"{r['accuracy_delta_pts']:+.2f}" + (
+            f"\n[{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci and r is not rows[0] else "")
+        label = (f"{r['variant']} (= {r['same_deployment_as']})"
+                 if r.get("same_deployment_as") else r["variant"])
+        t.add_row(label, compact(r["params_nonzero"]),
+                  compact(r["macs"]) + ("?" if r.get("macs_incomplete") else ""),
+                  fmt_bytes(r["size_gzip_bytes"]), f"{r['latency_ms']['median']:.4g}",
+                  f"{same}{r['speedup']:.2f}×" + (f"\n[{lo:.2f}, {hi:.2f}]"
+                                                  if r is not rows[0] else ""),
+                  f"{100 * r['accuracy']:.2f}", delta)
     return t
 
 
-def show(table: Table) -> None:
-    """Print a table to stdout."""
-    Console(width=max(120, Console().width)).print(table)
+def table_markdown(table: Table) -> str:
+    r"""A rich table as a plain Markdown table (title in bold above it, line breaks in a cell
+    kept as spaces).
+
+    >>> t = Table(title="t"); t.add_column("a"); t.add_column("b"); t.add_row("1", "x\ny")
+    >>> print(table_markdown(t))
+    **t**
+    <BLANKLINE>
+    | a | b |
+    |---|---|
+    | 1 | x y |
+    """
+    def cell(v: object) -> str:
+        return str(v).replace("\n", " ").replace("|", "\\|")
+
+    cols = [list(c.cells) for c in table.columns]
+    lines = [f"**{table.title}**", ""] if table.title else []
+    lines += ["| " + " | ".join(cell(c.header) for c in table.columns) + " |",
+              "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(col[i]) for col in cols) + " |"
+              for i in range(table.row_count)]
+    return "\n".join(lines)
+
+
+def show(table: Table, *, wide: bool = False) -> None:
+    """Print a table: on a terminal at its width (``wide``: at least 160 columns, for the
+    ``--wide`` layout), else as plain Markdown.
+    """
+    console = Console()
+    if not sys.stdout.isatty() and not console.is_terminal:
+        print(table_markdown(table))
+        return
+    Console(width=max(160, console.width) if wide else console.width).print(table)
 
 
 def warn_if_never_quiet(records: list[dict]) -> None:

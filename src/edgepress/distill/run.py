@@ -135,7 +135,8 @@ def apply_distill(teacher: nn.Module, config: DistillStepConfig, ctx: Any) -> An
             arms[arm].append({"seed": seed, "val_accuracy": res,
                               "test_accuracy": accuracy(model, ds.x_test, ds.y_test)})
             first.setdefault(arm, model)
-    summary = _summary(teacher, ds, arms, dcfg, base_cfg, t_run, spec)
+    summary = _summary(_teacher_accuracy(teacher, t_run, ds), ds, arms, dcfg, base_cfg,
+                       t_run, spec)
     splits = ds.subset(dcfg.train_subset).splits_record()
 
     def arm_result(arm: str) -> StepResult:
@@ -247,8 +248,9 @@ def _train_arm(arm: str, spec: _Student, teacher: nn.Module, ds: Dataset, train_
     if arm == "baseline":
         res = fit(model, ds, train_cfg, loss_fn=cross_entropy, progress=progress)
         return model, res.val_accuracy
-    if config.cache_teacher:
-        loss_fn, data = _cached_loss(teacher, ds, config), _indexed(ds)
+    if config.cache_teacher:  # the teacher's logits of the images trained on, and no others
+        used = ds.subset(train_cfg.train_subset)
+        loss_fn, data = _cached_loss(teacher, used, config), _indexed(used)
         return model, fit(model, data, train_cfg, loss_fn=loss_fn, progress=progress).val_accuracy
     loss_fn, extra = _online_loss(teacher, model, ds, config)
     params = [*model.parameters(), *extra]
@@ -313,9 +315,24 @@ def _hint(teacher: nn.Module, student: nn.Module, ds: Dataset,
     return HintProjection(f_s.shape[1], f_t.shape[1], spatial=f_t.dim() == 4), feats
 
 
-def _summary(teacher: nn.Module, ds: Dataset, arms: dict, config: DistillConfig,
+def _teacher_accuracy(teacher: nn.Module, t_run: Run, ds: Dataset) -> float:
+    """The teacher's test accuracy: its run's measured deployment on this very test split
+    (the same weights; the ONNX file matches PyTorch to 1e-4), else computed in PyTorch.
+    """
+    from ..produce import step_record
+
+    try:
+        rec = step_record(t_run.path)
+        if rec.get("data") == ds.name and rec.get("n_test") == len(ds.y_test) and \
+                (rec.get("deployment") or {}).get("precision", "fp32") == "fp32":
+            return float(rec["accuracy"])
+    except (InputError, KeyError, TypeError, ValueError):
+        pass
+    return accuracy(teacher, ds.x_test, ds.y_test)
+
+
+def _summary(t_acc: float, ds: Dataset, arms: dict, config: DistillConfig,
              base_cfg: TrainConfig, t_run: Run, spec: _Student) -> dict:
-    t_acc = accuracy(teacher, ds.x_test, ds.y_test)
     kd = [r["test_accuracy"] for r in arms["kd"]]
     base = [r["test_accuracy"] for r in arms["baseline"]]
     mean_kd, mean_base = statistics.fmean(kd), statistics.fmean(base)

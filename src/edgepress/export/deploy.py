@@ -63,14 +63,17 @@ def export_run(run: Run, fmt: str = "onnx") -> Path:
     return fn(run)
 
 
-def ensure_deployment(run: Run, fmt: str = "onnx") -> Path:
-    """The run's deployment file, exported first when missing or older than its weights."""
+def needs_export(run: Run, fmt: str = "onnx") -> bool:
+    """Whether the run's ``fmt`` deployment file is missing or older than its weights."""
     path = deployment_path(run, fmt)
     weights = run.file("model.safetensors")
     stale = weights.is_file() and path.is_file() and path.stat().st_mtime < weights.stat().st_mtime
-    if not path.is_file() or stale:
-        return export_run(run, fmt)
-    return path
+    return not path.is_file() or stale
+
+
+def ensure_deployment(run: Run, fmt: str = "onnx") -> Path:
+    """The run's deployment file, exported first when missing or older than its weights."""
+    return export_run(run, fmt) if needs_export(run, fmt) else deployment_path(run, fmt)
 
 
 @register_exporter("onnx", "fp32")

@@ -44,14 +44,17 @@ def measured_rows(rows: list[dict]) -> list[dict]:
 
 def compare(specs: list[str | os.PathLike], *, data: str | None = None,
             runtime: str = "onnxruntime", threads: int = 1, batch: int = 1,
-            variants: list[str] | None = None) -> list[dict]:
+            variants: list[str] | None = None, progress: bool = False,
+            seconds: float | None = None) -> list[dict]:
     """Measure ``specs`` together; return one record per model with the ratio fields added,
     then the reference's second session (``variant: "reference-again"``).
 
-    The first model is the reference: speed-up 1, p-value 1.
+    The first model is the reference: speed-up 1, p-value 1. ``seconds``: timed seconds per
+    model (default :func:`~.latency.timed_seconds`).
     """
     records, correct, _ = measure_all(specs, data=data, runtime=runtime, threads=threads,
-                                      batch=batch, reference_again=True)
+                                      batch=batch, reference_again=True, progress=progress,
+                                      seconds=seconds)
     ref = records[0]
     floor = noise_floor(ref["latency_ms"]["median"], records[-1]["latency_ms"]["median"])
     correct = [*correct, correct[0]]  # A′ is the same file: the same predictions

@@ -201,13 +201,19 @@ def _batch_input(loaded: _Loaded, batch: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([loaded.x] * reps)[:batch])
 
 
-def _fidelity(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int) -> dict | None:
+def _fidelity(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int,
+              known: dict[str, np.ndarray] | None = None) -> dict | None:
+    """Agreement with the run's parent. ``known``: logits of runs already loaded in this
+    session, by resolved run path (a compare's rows are often each other's parents).
+    """
     run = loaded.target.run
     parent = run.meta.get("provenance", {}).get("parent") if run else None
     if not parent:
         return None
+    key = str(Path(parent).resolve())
     try:
-        ref = _load(resolve_target(parent, runtime), runtime, ds, threads).logits
+        ref = known[key] if known and key in known else _load(
+            resolve_target(parent, runtime), runtime, ds, threads).logits
     except InputError:
         return None  # the parent run was moved or deleted: no fidelity figure, not an error
     return {"parent": str(parent),
@@ -216,7 +222,7 @@ def _fidelity(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int) -> d
 
 
 def _record(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int, batch: int,
-            xb: np.ndarray) -> dict:
+            xb: np.ndarray, known: dict[str, np.ndarray] | None = None) -> dict:
     t = loaded.target
     size, size_gz = file_sizes(t.path)
     correct = loaded.logits.argmax(1) == ds.y_test
@@ -235,7 +241,7 @@ def _record(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int, batch:
         latency_ms={}, load_ms=float(loaded.session.load_ms),
         **rss, peak_rss_model_mb=max(0.0, rss["peak_rss_mb"] - rss["rss_baseline_mb"]),
         kernels=kernels, kernel_time_us=kernel_us,
-        fidelity=_fidelity(loaded, runtime, ds, threads),
+        fidelity=_fidelity(loaded, runtime, ds, threads, known),
         deployment=(t.run.meta.get("deployment") if t.run else
                     {"format": t.path.suffix.lstrip("."), "source": str(t.path)}),
         file=str(t.path), extra=extras).to_dict()
@@ -248,9 +254,14 @@ def _runner(session: Session, x: np.ndarray) -> Callable[[], object]:
 
 def measure_all(specs: list[str | os.PathLike], *, data: str | None = None,
                 runtime: str = "onnxruntime", threads: int = 1, batch: int = 1,
-                reference_again: bool = False,
+                reference_again: bool = False, progress: bool = False,
+                seconds: float | None = None,
                 ) -> tuple[list[dict], list[np.ndarray], Dataset]:
     """Measure every target; their latencies come from one interleaved session.
+
+    With ``progress``, each phase shows a live line on stderr with its elapsed time: per
+    target its export (ExecuTorch lowering included), accuracy, kernels and memory; then the
+    interleaved timing.
 
     With ``reference_again``, a second session of the first target's file is timed in the same
     rounds and its record (a copy of the first's with its own latency) is appended last: how far
@@ -269,21 +280,37 @@ def measure_all(specs: list[str | os.PathLike], *, data: str | None = None,
         raise InputError(f"--threads must be >= 1 (got {threads})")
     if batch < 1:
         raise InputError(f"--batch must be >= 1 (got {batch})")
+    from ..progress import phase
+
     rt = get_runtime(runtime)
-    targets = [resolve_target(s, rt) for s in specs]
-    ds = load_data(resolve_data(targets[0], data))
-    loaded = [_load(t, rt, ds, threads) for t in targets]
-    inputs = [_batch_input(lo, batch) for lo in loaded]
-    records = [_record(lo, rt, ds, threads, batch, xb) for lo, xb in zip(loaded, inputs,
-                                                                          strict=True)]
-    for rec, t in zip(records, targets, strict=True):
-        rec["deployment_sha256"] = file_sha256(t.path)
+    ds: Dataset | None = None
+    loaded: list[_Loaded] = []
+    records: list[dict] = []
+    inputs: list[np.ndarray] = []
+    known: dict[str, np.ndarray] = {}
+    for i, spec in enumerate(specs, start=1):
+        with phase(_phase_text(spec, rt, i, len(specs)), enabled=progress):
+            t = resolve_target(spec, rt)
+            ds = ds or load_data(resolve_data(t, data))
+            lo = _load(t, rt, ds, threads)
+            xb = _batch_input(lo, batch)
+            if t.run is not None:
+                known[str(t.run.path.resolve())] = lo.logits
+            rec = _record(lo, rt, ds, threads, batch, xb, known)
+            rec["deployment_sha256"] = file_sha256(t.path)
+        loaded.append(lo)
+        inputs.append(xb)
+        records.append(rec)
+    assert ds is not None, "measure_all needs at least one target"
+    targets = [lo.target for lo in loaded]
     runners = [_runner(lo.session, xb) for lo, xb in zip(loaded, inputs, strict=True)]
     if reference_again:
         again = rt.load(targets[0].path, threads=threads)
         runners.append(_runner(again, inputs[0]))
         records.append({**copy.deepcopy(records[0]), "load_ms": float(again.load_ms)})
-    timings = time_interleaved(runners)
+    with phase(f"{rt.name}: timing {len(runners)} sessions interleaved, batch {batch}",
+               enabled=progress):
+        timings = time_interleaved(runners, min_seconds=seconds)
     for rec, tm in zip(records, timings, strict=True):
         rec["latency_ms"] = tm.summary()
         rec["_latency_samples_ms"] = tm.kept  # quiet rounds: the same for every model
@@ -292,13 +319,59 @@ def measure_all(specs: list[str | os.PathLike], *, data: str | None = None,
     return records, correct, ds
 
 
+def _phase_text(spec: str | os.PathLike, rt: Runtime, i: int, n: int) -> str:
+    """What the measurement of target ``i`` of ``n`` will do, for its progress line."""
+    p = Path(spec)
+    what = "accuracy, kernels, memory"
+    if p.is_dir():
+        from ..export.deploy import needs_export
+
+        try:
+            if needs_export(load_run(p), rt.suffix.lstrip(".")):
+                what = ("lowering to ExecuTorch/XNNPACK, " if rt.suffix == ".pte"
+                        else "exporting, ") + what
+        except InputError:
+            pass  # resolve_target says what is wrong
+    return f"{rt.name} {i}/{n} {p.name}: {what}"
+
+
 def measure(spec: str | os.PathLike, *, data: str | None = None, runtime: str = "onnxruntime",
-            threads: int = 1, batch: int = 1) -> dict:
+            threads: int = 1, batch: int = 1, progress: bool = False) -> dict:
     """Measure one run directory or deployment file; return its record (see the contract)."""
-    records, _, _ = measure_all([spec], data=data, runtime=runtime, threads=threads, batch=batch)
+    records, _, _ = measure_all([spec], data=data, runtime=runtime, threads=threads, batch=batch,
+                                progress=progress)
     records[0].pop("_latency_samples_ms")
     records[0].pop("_latency_all_ms")
     return records[0]
+
+
+def measure_untimed(spec: str | os.PathLike, *, data: str | None = None) -> dict:
+    """The figures of one run or ONNX file that need no timing: parameters, MACs, bytes, gzip
+    bytes and test accuracy on ONNX Runtime — what a study step records (``figures.json``),
+    leaving latency, memory and kernels to the one interleaved ``compare`` of every variant.
+
+    The record has the measurement record's fields with ``latency_ms``, ``kernels``, memory and
+    ``fidelity`` left ``None`` and ``timed: false``.
+
+    Raises:
+        InputError: as :func:`measure`.
+    """
+    rt = get_runtime("onnxruntime")
+    t = resolve_target(spec, rt)
+    ds = load_data(resolve_data(t, data))
+    lo = _load(t, rt, ds, threads=1)
+    size, size_gz = file_sizes(t.path)
+    correct = lo.logits.argmax(1) == ds.y_test
+    prov = t.run.meta.get("provenance", {}) if t.run else {}
+    return {"schema": 1, "timed": False, "model": t.model_name, "variant": t.label,
+            "data": ds.name, "n_test": int(len(ds.y_test)), "seed": prov.get("seed"),
+            "runtime": rt.name, "runtime_version": rt.version(), "threads": 1, "batch": 1,
+            "machine": machine_info(), **t.count((1, *lo.x.shape[1:])),
+            "size_bytes": size, "size_gzip_bytes": size_gz, "accuracy": float(correct.mean()),
+            "accuracy_ci95": list(wilson_ci(int(correct.sum()), len(correct))),
+            "latency_ms": None, "kernels": None, "peak_rss_mb": None, "fidelity": None,
+            "deployment": t.run.meta.get("deployment") if t.run else None, "file": str(t.path),
+            "deployment_sha256": file_sha256(t.path)}
 
 
 def save_record(path: str | os.PathLike, record: dict) -> None:

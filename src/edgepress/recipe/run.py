@@ -59,7 +59,7 @@ _STEP_DIR = re.compile(r"^\d\d-[\w-]+$")
 
 def compress(run: str | os.PathLike | Run, recipe: str | os.PathLike | Recipe, *,
              out: str | os.PathLike, data: str | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, timed: bool = True) -> dict[str, Any]:
     """Run a recipe on a run directory; write ``out`` and ``out/compress.json``.
 
     Args:
@@ -68,6 +68,8 @@ def compress(run: str | os.PathLike | Run, recipe: str | os.PathLike | Recipe, *
         out: the output directory: the final run, with every step's run under ``steps/``.
         data: the data every step uses (default: each parent run's).
         progress: progress lines and the steps' progress bars.
+        timed: measure every step (and ``out``) fully; ``False`` records only what needs no
+            timing (``figures.json``) — the study times each row once, in its compare.
 
     Returns:
         The ``compress.json`` dict: ``recipe``, ``input``, ``steps`` (one row per step) and
@@ -84,16 +86,16 @@ def compress(run: str | os.PathLike | Run, recipe: str | os.PathLike | Recipe, *
     t0 = time.perf_counter()
     before = _previous_summary(final)
     (final / SUMMARY).unlink(missing_ok=True)  # OUT is unfinished until it is written again
-    rows, last, key = _run_steps(rec, parent, final / STEPS_DIR, data, progress)
+    rows, last, key = _run_steps(rec, parent, final / STEPS_DIR, data, progress, timed)
     final_key = hashlib.sha256(f"{key} {parent.path.resolve()}".encode()).hexdigest()
     summary: dict[str, Any] = {"recipe": rec.to_dict(), "input": _input_row(parent), "data": data,
                "steps": rows, "final": None, "final_key": final_key,
                "edgepress_version": __version__}
     if (all(r["reused"] for r in rows) and before.get("final_key") == final_key
-            and (final / METRICS).is_file() and (final / MODEL_JSON).is_file()):
+            and _finished(final, timed)):
         summary["final"] = before["final"]  # OUT already is this recipe's finished run
     else:
-        summary["final"] = _finish(final, last, parent, summary)
+        summary["final"] = _finish(final, last, parent, summary, timed)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     write_json(final / SUMMARY, summary)
     return summary
@@ -110,14 +112,15 @@ def _validate(rec: Recipe, parent: Run, final: Path, data: str | None) -> None:
 
 
 def _run_steps(rec: Recipe, parent: Run, steps_dir: Path, data: str | None,
-               progress: bool) -> tuple[list[dict[str, Any]], Path, str]:
+               progress: bool, timed: bool) -> tuple[list[dict[str, Any]], Path, str]:
     """Run (or reuse) every step; return the rows, the last step's directory and its key."""
     names = [f"{s.index:02d}-{s.name}" for s in rec.steps]
     _drop_stale(steps_dir, names)
     key, prev, rows = _fingerprint(parent.path), parent.path, []
-    for step, name in zip(rec.steps, names, strict=True):
+    for n, (step, name) in enumerate(zip(rec.steps, names, strict=True), start=1):
         key = _step_key(key, step, data)
-        rows.append(_run_step(step, prev, steps_dir / name, key, data, progress, len(names)))
+        rows.append(_run_step(step, prev, steps_dir / name, key, data, progress,
+                              (n, len(names)), timed))
         prev = steps_dir / name
     return rows, prev, key
 
@@ -165,12 +168,19 @@ def _step_key(parent_key: str, step: Step, data: str | None) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _reusable(d: Path, key: str) -> bool:
+def _finished(d: Path, timed: bool) -> bool:
+    """A finished run directory: measured as asked (a timed record serves an untimed ask)."""
+    from ..produce import has_record
+
+    return (d / MODEL_JSON).is_file() and ((d / METRICS).is_file() if timed else has_record(d))
+
+
+def _reusable(d: Path, key: str, timed: bool) -> bool:
     try:
         done = json.loads((d / STEP_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return done.get("key") == key and (d / METRICS).is_file() and (d / MODEL_JSON).is_file()
+    return done.get("key") == key and _finished(d, timed)
 
 
 def _say(progress: bool, text: str) -> None:
@@ -181,20 +191,25 @@ def _say(progress: bool, text: str) -> None:
 
 
 def _run_step(step: Step, parent: Path, d: Path, key: str, data: str | None, progress: bool,
-              total: int) -> dict[str, Any]:
-    head = f"[bold]step {step.index}/{total}[/bold] {step.label} → {d}"
-    reused = _reusable(d, key)
+              position: tuple[int, int], timed: bool) -> dict[str, Any]:
+    """Run (or reuse) one step; ``position`` is (n, of): its place among the steps run now
+    (a study may start a recipe from a row that already made its first step).
+    """
+    from ..produce import step_record
+
+    head = f"[bold]step {position[0]}/{position[1]}[/bold] {step.label} → {d}"
+    reused = _reusable(d, key, timed)
     t0 = time.perf_counter()
     if reused:
         _say(progress, f"{head}: inputs unchanged, reused")
     else:
         _say(progress, head)
         assert step.kind.apply is not None  # an unavailable step fails validation
-        step.kind.run(parent, step.config, out=d, data=data, progress=progress)
+        step.kind.run(parent, step.config, out=d, data=data, progress=progress, timed=timed)
         write_json(d / STEP_FILE, {"key": key, "step": step.name,
                                    "config": step.config.to_dict(), "parent": str(parent),
                                    "data": data})
-    record = json.loads((d / METRICS).read_text())
+    record = step_record(d)
     return {"index": step.index, "step": step.name, "label": step.label, "line": step.line,
             "dir": str(Path(STEPS_DIR) / d.name), "config": step.config.to_dict(),
             "reused": reused, "seconds": round(time.perf_counter() - t0, 2),
@@ -215,9 +230,9 @@ def _input_row(parent: Run) -> dict[str, Any]:
     return {**row, "measured": True, **{k: record.get(k) for k in ROW_FIELDS}}
 
 
-def _finish(final: Path, last: Path, parent: Run, summary: dict) -> dict[str, Any]:
+def _finish(final: Path, last: Path, parent: Run, summary: dict, timed: bool) -> dict[str, Any]:
     """Make ``final`` the last step's run (re-measured there, with the input run as parent)."""
-    from ..produce import measure_in_place
+    from ..produce import FIGURES, measure_in_place, step_record
 
     tmp = final / f".final.{os.getpid()}.tmp"
     if tmp.exists():
@@ -231,11 +246,12 @@ def _finish(final: Path, last: Path, parent: Run, summary: dict) -> dict[str, An
                     config={"recipe": summary["recipe"]})
         write_json(tmp / MODEL_JSON, meta)
         _touch_deployment(tmp)
-        record = measure_in_place(tmp, final)
-        step_record = json.loads((last / METRICS).read_text())
-        for k, v in step_record.items():  # the step's extra fields (sparsity, packed sizes...)
+        for stale in (METRICS, FIGURES):  # the last step's records, made with another parent
+            (tmp / stale).unlink(missing_ok=True)
+        record = measure_in_place(tmp, final, timed=timed)
+        for k, v in step_record(last).items():  # the step's extra fields (sparsity, packed...)
             record.setdefault(k, v)
-        write_json(tmp / METRICS, record)
+        write_json(tmp / (METRICS if timed else FIGURES), record)
         for old in final.iterdir():  # the previous final run's files go; steps/ stays
             if old.name not in (STEPS_DIR, tmp.name):
                 shutil.rmtree(old) if old.is_dir() else old.unlink()

@@ -34,11 +34,15 @@ __all__ = ["effect_sentence", "markdown_table", "pareto_front", "render_report",
 
 def write_comparison(records: list[dict], out: str | os.PathLike, *, stem: str, title: str,
                      definitions: dict[str, str] | None = None,
-                     notes: list[str] | None = None) -> dict[str, Path]:
+                     notes: list[str] | None = None,
+                     caveat: str | None = None) -> dict[str, Path]:
     """Write ``STEM.md``, ``STEM.csv``, ``STEM.json``, the PNG plots and ``report.html`` into
-    ``out`` (each file atomically); return ``{kind: path}``.
+    ``out`` (each file atomically); return ``{kind: path}``. ``caveat`` goes at the top of the
+    Markdown and the report (a quick study's).
     """
     from ..measurement.comparison import measured_rows
+    from .html import isa_note
+    from .plots import CAPTIONS
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -47,7 +51,14 @@ def write_comparison(records: list[dict], out: str | os.PathLike, *, stem: str, 
     notes = [*(notes or []), LATENCY_NOTE, *memory_notes(records)]
     plots = write_plots(records, out)
     sentences = [effect_sentence(r, _reference(records, r)) for r in records]
-    md = [f"# {title}", "", markdown_table(records), "## What each variant really bought", ""]
+    md = [f"# {title}", ""]
+    if caveat:
+        md += [f"> **Caveat.** {caveat}", ""]
+    if records:
+        m = records[0].get("machine", {})
+        md += [f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; ISA "
+               f"{', '.join(m.get('isa', []))}. {isa_note(m.get('isa', []))}", ""]
+    md += [markdown_table(records), "## What each variant really bought", ""]
     md += [f"- ({r['runtime']}) {s}" for r, s in zip(records, sentences, strict=True)]
     if definitions:
         md += ["", "## How each row was made", ""]
@@ -59,7 +70,8 @@ def write_comparison(records: list[dict], out: str | os.PathLike, *, stem: str, 
     _write_text(files["csv"], _csv(records))
     write_json(files["json"], every)
     _write_text(files["html"], render_report(title, records, plots=plots,
-                                             definitions=definitions or {}, notes=notes))
+                                             definitions=definitions or {}, notes=notes,
+                                             caveat=caveat, captions=CAPTIONS))
     return {**files, **{f"plot_{k}": v for k, v in plots.items()}}
 
 

@@ -16,13 +16,19 @@ from .effects import effect_sentence
 from .table import delta_cell, runs_cell, speedup_all_cell, variant_cell
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
-max-width:1200px;padding:0 1rem;color:#222}
-table{border-collapse:collapse;font-size:.85rem;margin:1rem 0}
-th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:right}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem auto;
+max-width:1200px;padding:0 1rem;color:#222;line-height:1.4;overflow-wrap:anywhere}
+.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
+th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:right;overflow-wrap:normal}
 th{background:#f3f3f3}td:first-child,td:nth-child(2),th:first-child{text-align:left}
-img{max-width:100%;border:1px solid #eee;margin:.5rem 0}
+figure{margin:1rem 0}img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{max-width:60rem}
 code{background:#f6f6f6;padding:0 .2rem}.small{color:#555;font-size:.85rem}
+.box{border-left:4px solid #888;background:#f7f7f7;padding:.5rem .8rem;margin:.8rem 0}
+.caveat{border-left-color:#d08c00;background:#fff7e6}
+@media (max-width:600px){body{margin:.8rem auto;padding:0 .6rem}h1{font-size:1.4rem}}
 """
 
 _COLUMNS = [("variant", variant_cell), ("runtime", lambda r: r["runtime"]),
@@ -46,8 +52,11 @@ _COLUMNS = [("variant", variant_cell), ("runtime", lambda r: r["runtime"]),
 
 
 def render_report(title: str, records: list[dict], *, plots: dict[str, Path],
-                  definitions: dict[str, str], notes: list[str] | None = None) -> str:
-    """The report as one HTML string.
+                  definitions: dict[str, str], notes: list[str] | None = None,
+                  caveat: str | None = None, captions: dict[str, str] | None = None) -> str:
+    """The report as one HTML string: the caveat (if any) and the machine first, then the
+    table (scrolling sideways on a narrow screen, never the page), the effects, the plots with
+    captions, the definitions and the notes.
 
     Args:
         title: the heading.
@@ -55,11 +64,18 @@ def render_report(title: str, records: list[dict], *, plots: dict[str, Path],
         plots: ``{name: PNG path}``, embedded as base64 images.
         definitions: ``{variant: how it was made}``.
         notes: extra paragraphs (wall times, skipped variants, ...).
+        caveat: shown at the top (a quick study: its figures are a smoke test).
+        captions: ``{plot name: what to look for}``.
     """
     e = html.escape
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}"
-             f"</title><style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
-    parts += [_machine(records[0]) if records else "", "<h2>Table</h2>", _table(records)]
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+             f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{e(title)}</h1>"]
+    if caveat:
+        parts.append(f"<p class='box caveat'><b>Caveat.</b> {e(caveat)}</p>")
+    parts += [_machine(records[0]) if records else "", "<h2>Table</h2>",
+              f"<div class='scroll'>{_table(records)}</div>"]
     parts += ["<h2>What each variant really bought</h2><ul>"]
     for runtime in _runtimes(records):
         recs = [r for r in records if r["runtime"] == runtime]
@@ -70,9 +86,10 @@ def render_report(title: str, records: list[dict], *, plots: dict[str, Path],
         parts.append("<h2>Plots</h2>")
         for name, path in plots.items():
             data = base64.b64encode(Path(path).read_bytes()).decode()
-            parts.append(f"<figure><img alt='{e(name)}' src='data:image/png;base64,{data}'>"
-                         f"<figcaption class='small'>{e(name.replace('_', ' '))}"
-                         f"</figcaption></figure>")
+            caption = (captions or {}).get(name, name.replace("_", " "))
+            parts.append(f"<figure><img alt='{e(name.replace('_', ' '))}' "
+                         f"src='data:image/png;base64,{data}'>"
+                         f"<figcaption class='small'>{e(caption)}</figcaption></figure>")
     if definitions:
         parts.append("<h2>How each row was made</h2><dl>")
         for k, v in definitions.items():
@@ -97,12 +114,30 @@ def _table(records: list[dict]) -> str:
            "</tbody></table>"
 
 
+def isa_note(isa: list[str]) -> str:
+    """One sentence on what the CPU's int8 support means for the ratios.
+
+    >>> isa_note(["avx2", "avx512_vnni"])[:46]
+    'This CPU has VNNI (fast int8 dot products): in'
+    """
+    vnni = {"avx512_vnni", "avx_vnni", "amx_int8"} & set(isa)
+    if vnni:
+        return ("This CPU has VNNI (fast int8 dot products): int8 speed-ups here are larger "
+                "than on a CPU with AVX2 only. Ratios depend on the CPU.")
+    if "avx2" in isa:
+        return ("This CPU has AVX2 but no VNNI: int8 dot products are slower than with VNNI, "
+                "so int8 speed-ups here are smaller than on a VNNI CPU. Ratios depend on the "
+                "CPU.")
+    return "Ratios depend on the CPU: int8 speed-ups need fast int8 instructions."
+
+
 def _machine(rec: dict) -> str:
     e = html.escape
     m, v = rec.get("machine", {}), rec.get("versions", {})
     isa = ", ".join(m.get("isa", [])) or "—"
     versions = ", ".join(f"{k} {val}" for k, val in v.items() if val)
-    return (f"<p class='small'>Measured on {e(str(m.get('cpu', '?')))} ({m.get('cores', '?')} "
-            f"cores; ISA: {e(isa)}; {e(str(m.get('os', '')))}), {rec.get('threads', 1)} thread, "
+    return (f"<div class='box'><p><b>Machine.</b> {e(str(m.get('cpu', '?')))}, "
+            f"{m.get('cores', '?')} cores; ISA: {e(isa)}. {e(isa_note(m.get('isa', [])))}</p>"
+            f"<p class='small'>{e(str(m.get('os', '')))}; {rec.get('threads', 1)} thread, "
             f"batch {rec.get('batch', 1)}; data {e(str(rec.get('data', '?')))}, "
-            f"n_test = {rec.get('n_test', '?')}. Versions: {e(versions)}.</p>")
+            f"n_test = {rec.get('n_test', '?')}. Versions: {e(versions)}.</p></div>")

@@ -1,5 +1,5 @@
 """PNG plots of a comparison: accuracy vs gzip size and accuracy vs latency with the Pareto front
-marked, and per-variant bars (speed-up, size ratio, accuracy delta).
+marked, and per-variant bars grouped by runtime (speed-up, size ratio, accuracy delta).
 
 matplotlib is imported inside the functions (Agg backend, no display needed).
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ..checkpoint import atomic_path
 from .pareto import pareto_front
@@ -18,6 +19,17 @@ from .pareto import pareto_front
 PLOTS = {"accuracy_vs_size": "accuracy_vs_size.png",
          "accuracy_vs_latency": "accuracy_vs_latency.png",
          "variants": "variants.png"}
+# what each plot is for, in one sentence (the report's captions)
+CAPTIONS = {
+    "accuracy_vs_size": "Accuracy against download size (gzip -9, log scale). Look up and to "
+                        "the left: the dashed line joins the variants that no other beats on "
+                        "both; a variant below it buys nothing the others do not.",
+    "accuracy_vs_latency": "Accuracy against median latency (1 thread, batch 1), one marker "
+                           "per runtime. Up and to the left is better; the same variant can "
+                           "sit far apart on the two runtimes.",
+    "variants": "Per variant, against the original of the same runtime: speed-up with its 95% "
+                "CI (bars crossing the grey line at 1 bought no speed), gzip size ratio (below 1 "
+                "is smaller) and the accuracy change in points (below 0 lost accuracy)."}
 
 
 def write_plots(records: list[dict], out: str | os.PathLike) -> dict[str, Path]:
@@ -47,49 +59,88 @@ def _one_per_variant(records: list[dict]) -> list[dict]:
     return list(seen.values())
 
 
-def _scatter(records: list[dict], cost, xlabel: str, log: bool, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+_MARKERS = ("o", "s", "^", "D")
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
-    for runtime in sorted({r["runtime"] for r in records}):
+
+def _colors(variants: list[str]) -> dict[str, Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {v: cmap(i % 10) for i, v in enumerate(variants)}
+
+
+def _scatter(records: list[dict], cost, xlabel: str, log: bool, path: Path) -> Path:
+    """One colour per variant, one marker per runtime, named in a legend beside the axes (no
+    labels written on the points, which overlap when variants are close); each runtime's
+    Pareto front dashed.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    variants = list(dict.fromkeys(r["variant"] for r in records))
+    runtimes = sorted({r["runtime"] for r in records})
+    color = _colors(variants)
+    fig, ax = plt.subplots(figsize=(8.0, 4.4), dpi=110)
+    for k, runtime in enumerate(runtimes):
         recs = [r for r in records if r["runtime"] == runtime]
         pts = [(cost(r), 100 * r["accuracy"]) for r in recs]
-        front = pareto_front(pts)
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=runtime, zorder=3)
         for r, (x, y) in zip(recs, pts, strict=True):
-            ax.annotate(r["variant"], (x, y), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8)
-        fp = sorted(pts[i] for i in front)
-        ax.plot([p[0] for p in fp], [p[1] for p in fp], "--", alpha=0.6,
-                label=f"Pareto front ({runtime})")
+            ax.scatter([x], [y], color=color[r["variant"]], marker=_MARKERS[k % len(_MARKERS)],
+                       s=48, zorder=3, edgecolors="black", linewidths=0.5)
+        fp = sorted(pts[i] for i in pareto_front(pts))
+        ax.plot([p[0] for p in fp], [p[1] for p in fp], "--", color="grey", alpha=0.7,
+                lw=1)
+    handles = [Line2D([], [], marker="o", ls="", color=color[v], markeredgecolor="black",
+                      label=v) for v in variants]
+    if len(runtimes) > 1:
+        handles += [Line2D([], [], marker=_MARKERS[k % len(_MARKERS)], ls="", color="white",
+                           markeredgecolor="black", label=rt) for k, rt in enumerate(runtimes)]
+    handles.append(Line2D([], [], ls="--", color="grey", label="Pareto front"))
     if log:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              frameon=False)
     fig.tight_layout()
     return _save(fig, path)
 
 
 def _bars(records: list[dict], path: Path) -> Path:
+    """Speed-up, size ratio and accuracy Δ per variant: bars grouped by runtime (one colour per
+    runtime, in a legend), the speed-up's 95% CI as error bars, the reference level as a line.
+    """
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    labels = [r["variant"] if len({x["runtime"] for x in records}) == 1
-              else f"{r['variant']}\n{r['runtime']}" for r in records]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), dpi=110)
-    series = (("speed-up vs original (×)", [r["speedup"] for r in records], 1.0),
-              ("gzip size vs original (×)", [r.get("size_ratio", 1.0) for r in records], 1.0),
-              ("accuracy Δ (pts)", [r["accuracy_delta_pts"] for r in records], 0.0))
-    for ax, (title, values, ref) in zip(axes, series, strict=True):
-        ax.bar(range(len(values)), values, color="tab:blue")
-        if title.startswith("speed"):
-            lo = [r["speedup"] - r["speedup_ci95"][0] for r in records]
-            hi = [r["speedup_ci95"][1] - r["speedup"] for r in records]
-            ax.errorbar(range(len(values)), values, yerr=[lo, hi], fmt="none", ecolor="black")
+    variants = list(dict.fromkeys(r["variant"] for r in records))
+    runtimes = list(dict.fromkeys(r["runtime"] for r in records))
+    by = {(r["variant"], r["runtime"]): r for r in records}
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.2), dpi=110)
+    x = np.arange(len(variants))
+    panels = (("speed-up vs original (×), 95% CI", "speedup", 1.0, runtimes),
+              ("gzip size vs original (×)", "size_ratio", 1.0, runtimes[:1]),
+              ("accuracy Δ vs original (pts)", "accuracy_delta_pts", 0.0, runtimes))
+    for ax, (title, key, ref, rts) in zip(axes, panels, strict=True):
+        w = 0.8 / len(rts) if key != "size_ratio" else 0.6
+        for k, rt in enumerate(rts):
+            offset = (k - (len(rts) - 1) / 2) * w
+            recs = [by.get((v, rt)) for v in variants]
+            vals = [r.get(key, 1.0) if r else np.nan for r in recs]
+            ax.bar(x + offset, vals, w, label=rt if key != "size_ratio" else None,
+                          color=f"C{k}")
+            if key == "speedup":
+                lo = [r["speedup"] - r["speedup_ci95"][0] if r else 0 for r in recs]
+                hi = [r["speedup_ci95"][1] - r["speedup"] if r else 0 for r in recs]
+                ax.errorbar(x + offset, vals, yerr=[lo, hi], fmt="none", ecolor="black",
+                            lw=0.8, capsize=2)
         ax.axhline(ref, color="grey", lw=0.8)
         ax.set_title(title, fontsize=10)
-        ax.set_xticks(range(len(values)), labels, rotation=45, ha="right", fontsize=8)
+        ax.set_xticks(x, variants, rotation=40, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    if len(runtimes) > 1:
+        axes[0].legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return _save(fig, path)
 

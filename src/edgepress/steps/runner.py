@@ -42,7 +42,7 @@ from .registry import get_step
 
 def run_step(name: str, target: str | os.PathLike | Run, config: Any, *,
              out: str | os.PathLike, data: str | None = None, progress: bool = True,
-             **options: Any) -> StepRun:
+             timed: bool = True, **options: Any) -> StepRun:
     """Apply the registered step ``name`` to ``target`` and write the measured run ``out``.
 
     Args:
@@ -53,6 +53,9 @@ def run_step(name: str, target: str | os.PathLike | Run, config: Any, *,
         out: the run directory to write (replaced atomically; nothing is left on failure).
         data: the data (default: the parent run's).
         progress: show progress bars.
+        timed: measure the new run fully (``metrics.json``, as ``edgepress measure``); else only
+            what needs no timing (``figures.json``: sizes, counts, accuracy) — a study step,
+            timed once with every other variant in the study's compare.
         options: step-specific switches, handed to the step in ``ctx.options``.
 
     Returns:
@@ -71,7 +74,7 @@ def run_step(name: str, target: str | os.PathLike | Run, config: Any, *,
     with tempfile.TemporaryDirectory(prefix=f"edgepress-{name}.") as work:
         ctx.work = Path(work)
         result = kind.apply(model, config, ctx)
-        record = write_result(final, ctx, result)
+        record = write_result(final, ctx, result, timed=timed)
     return StepRun(final, record, result.report)
 
 
@@ -93,15 +96,17 @@ def step_meta(ctx: StepContext, result: StepResult) -> dict[str, Any]:
     return meta
 
 
-def write_result(final: Path, ctx: StepContext, result: StepResult) -> dict[str, Any]:
+def write_result(final: Path, ctx: StepContext, result: StepResult, *,
+                 timed: bool = True) -> dict[str, Any]:
     """Write ``result`` as the complete, measured run directory ``final``; return its record."""
     with atomic_dir(final) as tmp:
-        return _write_into(tmp, final, ctx, result)
+        return _write_into(tmp, final, ctx, result, timed)
 
 
-def _write_into(tmp: Path, final: Path, ctx: StepContext, result: StepResult) -> dict[str, Any]:
+def _write_into(tmp: Path, final: Path, ctx: StepContext, result: StepResult,
+                timed: bool) -> dict[str, Any]:
     from ..export.deploy import export_run
-    from ..produce import measure_in_place
+    from ..produce import FIGURES, measure_in_place
 
     tmp.mkdir(parents=True, exist_ok=True)
     meta = step_meta(ctx, result)
@@ -118,10 +123,10 @@ def _write_into(tmp: Path, final: Path, ctx: StepContext, result: StepResult) ->
         shutil.copyfile(result.deployment, tmp / ONNX)
     else:
         export_run(Run(tmp, meta), "onnx")
-    record = measure_in_place(tmp, final)
+    record = measure_in_place(tmp, final, timed=timed)
     if result.finish is not None:
         record.update(result.finish(tmp, record))
-    write_json(tmp / METRICS, record)
+    write_json(tmp / (METRICS if timed else FIGURES), record)
     for sub, child in result.children.items():
-        _write_into(tmp / sub, final / sub, ctx, child)
+        _write_into(tmp / sub, final / sub, ctx, child, timed)
     return record

@@ -52,11 +52,12 @@ def weight_bytes(model: nn.Module) -> int:
 
 
 def summary(model: nn.Module, data: Dataset) -> dict[str, Any]:
-    """Parameters (all / non-zero), MACs, weight bytes, validation and test accuracy."""
+    """Parameters (all / non-zero), MACs, weight bytes and validation accuracy (in PyTorch; the
+    test accuracy is the deployment's, measured by the runner: ``deployed``).
+    """
     params, nonzero = count_params(model)
     return {"params": params, "params_nonzero": nonzero,
             "macs": count_macs(model, data.input_shape), "weight_bytes": weight_bytes(model),
             "layers": sum(1 for m in model.modules()
                           if isinstance(m, nn.Linear | nn.Conv2d | nn.BatchNorm2d)),
-            "val_accuracy": accuracy(model, data.x_val, data.y_val),
-            "test_accuracy": accuracy(model, data.x_test, data.y_test)}
+            "val_accuracy": accuracy(model, data.x_val, data.y_val)}

@@ -25,6 +25,10 @@ class Budget:
     epochs: int | None = None  # baseline epochs
     finetune_epochs: int | None = None  # pruning / structure / recipe fine-tunes
     student_epochs: int | None = None  # distillation (both arms)
+    test_subset: int | None = None  # a fixed sample of N test images (quick: smoke-test figures)
+    val_subset: int | None = None  # a fixed sample of N validation images (quick)
+    latency_seconds: float | None = None  # timed seconds per model in each compare
+    row_recipes_only: bool = False  # combined: only the recipes that extend a row
 
 
 # The full study fits its 30-minute budget on 2 cores (cnn and mobilenet-mini: ~100 s per
@@ -32,7 +36,12 @@ class Budget:
 # with and without the teacher); baselines get their recipe. mobilenet-mini took 32 min with
 # 3-epoch students.
 FULL = Budget(finetune_epochs=2, finetune_subset=30000, student_epochs=2)
-QUICK = Budget(train_subset=5000, epochs=2, finetune_epochs=1, student_epochs=2)
+# The quick study (``make demo``) is a smoke test of the whole pipeline in about three minutes on
+# 2 cores: 5,000 training images, 1-2 epochs, fixed samples of 2,000 test and 1,000 validation
+# images, 0.25 s of timing per model, and the combined row chosen among the recipes that extend
+# a row.
+QUICK = Budget(train_subset=5000, epochs=2, finetune_epochs=1, student_epochs=1,
+               test_subset=2000, val_subset=1000, latency_seconds=0.25, row_recipes_only=True)
 
 
 @dataclass

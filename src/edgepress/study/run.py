@@ -35,6 +35,7 @@ from typing import Any
 from ..checkpoint import MODEL_JSON, check_output_dir, load_run, write_json
 from ..data import default_data, load_data
 from ..errors import InputError
+from ..produce import has_record, step_record
 from ..recipe import Recipe, compress, load_recipe
 from .config import Budget, StudyConfig
 from .rows import DEFINITIONS, definition, row_steps, with_budget
@@ -79,7 +80,7 @@ def study(config: StudyConfig, *, out: str | os.PathLike, progress: bool = True)
     """
     final = check_output_dir(out)
     t0 = time.perf_counter()
-    data = load_data(config.data or default_data()).name
+    data = load_data(_sampled(config.data or default_data(), config.budget)).name
     runtimes = _runtimes(config)
     recipes = _recipes(config)
     st = _Study(config, final, data, progress)
@@ -104,6 +105,16 @@ def study(config: StudyConfig, *, out: str | os.PathLike, progress: bool = True)
             "seconds": {**st.seconds, "total": round(time.perf_counter() - t0, 1)}}
     _report(st, records, meta, zoo)
     return records
+
+
+def _sampled(spec: str, b: Budget) -> str:
+    """``spec`` with the budget's test / validation samples (``digits[test=2000,val=1000]``).
+
+    >>> _sampled("digits", Budget(test_subset=100, val_subset=50))
+    'digits[test=100,val=50]'
+    """
+    opts = [f"{k}={n}" for k, n in (("test", b.test_subset), ("val", b.val_subset)) if n]
+    return f"{spec}[{','.join(opts)}]" if opts else spec
 
 
 def _runtimes(config: StudyConfig) -> list[str]:
@@ -163,7 +174,7 @@ def _original(st: _Study) -> Path:
         st.say(f"[bold cyan]study 1/{len(ROWS)}[/] original: training {c.model} on {st.data}")
         t0 = time.perf_counter()
         train(c.model, out=d, data=st.data, epochs=b.epochs, seed=c.seed,
-              train_subset=b.train_subset, progress=st.progress)
+              train_subset=b.train_subset, progress=st.progress, timed=False)
         st.seconds["original"] = round(time.perf_counter() - t0, 1)
     write_json(d / "study-step.json", {"key": key})
     return d
@@ -172,14 +183,14 @@ def _original(st: _Study) -> Path:
 def _done(d: Path, key: dict) -> bool:
     try:
         return json.loads((d / "study-step.json").read_text())["key"] == json.loads(
-            json.dumps(key)) and (d / "metrics.json").is_file()
+            json.dumps(key)) and has_record(d)
     except (OSError, json.JSONDecodeError, KeyError):
         return False
 
 
 def _compress(st: _Study, name: str, parent: Path, recipe: Recipe, out: Path) -> Path:
     t0 = time.perf_counter()
-    compress(parent, recipe, out=out, data=st.data, progress=st.progress)
+    compress(parent, recipe, out=out, data=st.data, progress=st.progress, timed=False)
     st.seconds[name] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -195,6 +206,19 @@ def _combined(st: _Study, runs: dict[str, Path], recipes: list[Recipe]
     for recipe in recipes:
         name = Path(recipe.source).stem
         parent, rest, via = _shortcut(st, runs, recipe, zoo)
+        failed = _failed_row(st, recipe, zoo)
+        if failed is not None:  # it starts with a row that does not apply: the same reason
+            st.say(f"[yellow]candidate {name}: not made[/] — {failed}")
+            rows.append({"recipe": name, "run": None, "via": None, "not_made": failed,
+                         "eligible": False})
+            continue
+        if (via is None and st.config.budget.row_recipes_only and recipe.steps
+                and st.config.recipes is None):  # recipes the user named are always tried
+            why = "quick study: only the shipped recipes that extend a row are tried"
+            st.say(f"[yellow]candidate {name}: not tried[/] — {why}")
+            rows.append({"recipe": name, "run": None, "via": None, "not_made": why,
+                         "eligible": False})
+            continue
         out = st.runs / "candidates" / name
         try:
             if rest.steps:
@@ -206,7 +230,7 @@ def _combined(st: _Study, runs: dict[str, Path], recipes: list[Recipe]
             rows.append({"recipe": name, "run": None, "via": via, "not_made": str(e),
                          "eligible": False})
             continue
-        record = json.loads((out / "metrics.json").read_text())
+        record = step_record(out)
         val = _val_accuracy(out, st.data)
         rows.append({"recipe": name, "run": str(out), "via": via,
                      "val_accuracy": val, "val_delta_pts": 100 * (val - ref_val),
@@ -222,6 +246,21 @@ def _combined(st: _Study, runs: dict[str, Path], recipes: list[Recipe]
     for r in rows:
         r["chosen"] = r is pick
     return Path(pick["run"]), rows
+
+
+def _failed_row(st: _Study, recipe: Recipe, zoo: str) -> str | None:
+    """Why the row that ``recipe`` starts with was not made, if it was not."""
+    if not recipe.steps:
+        return None
+    first = recipe.steps[0].to_dict()
+    for row, why in st.skipped.items():
+        try:
+            steps = row_steps(row, zoo, st.config.budget)
+        except InputError:
+            continue
+        if len(steps) == 1 and steps[0].to_dict() == first:
+            return f"its first step is the {row} row, which was not made: {why}"
+    return None
 
 
 def _shortcut(st: _Study, runs: dict[str, Path], recipe: Recipe, zoo: str
@@ -259,13 +298,21 @@ def _measure(st: _Study, runs: dict[str, Path], runtimes: list[str]) -> list[dic
         made = [r for r in ROWS if r in runs]
         st.say(f"[bold cyan]measuring[/] {len(made)} variants on {rt}, latency interleaved")
         t0 = time.perf_counter()
-        rows = compare([runs[r] for r in made], data=st.data, runtime=rt, variants=made)
+        rows = compare([runs[r] for r in made], data=st.data, runtime=rt, variants=made,
+                       progress=st.progress, seconds=_latency_seconds(st.config.budget))
         st.seconds[f"compare {rt}"] = round(time.perf_counter() - t0, 1)
         warn = fallback_warning(rows)
         if warn:
             print(f"edgepress: {warn} ({rt})", file=sys.stderr)
         records += rows
     return records
+
+
+def _latency_seconds(b: Budget) -> float | None:
+    """The budget's timed seconds per model, unless ``$EDGEPRESS_LATENCY_SECONDS`` says."""
+    from ..measurement.latency import SECONDS_ENV
+
+    return None if os.environ.get(SECONDS_ENV) else b.latency_seconds
 
 
 def _report(st: _Study, records: list[dict], meta: dict[str, Any], zoo: str) -> None:
@@ -278,8 +325,14 @@ def _report(st: _Study, records: list[dict], meta: dict[str, Any], zoo: str) -> 
     fallback = "" if chosen["eligible"] else "; no recipe stayed within 1 pt: the most accurate"
     defs["combined"] += (f" — here {chosen['recipe']} (validation Δ "
                          f"{chosen['val_delta_pts']:+.2f} pts{fallback})")
-    quick = " (quick: a training subset and few epochs — a smoke test, not figures)"
-    notes = [f"Study of {st.config.model} on {st.data}{quick if st.config.quick else ''}; "
+    b = st.config.budget
+    caveat = (f"This is a quick study (make demo): {b.train_subset:,} training images, "
+              f"{b.epochs} baseline epochs, {b.finetune_epochs} fine-tune epoch(s), "
+              f"{b.test_subset:,} test images, {b.latency_seconds} s of timing per model, and "
+              "the combined row chosen among the recipes that extend a row. It checks the "
+              "whole pipeline; its figures are not the study's — run edgepress study without "
+              "--quick for those." if st.config.quick else None)
+    notes = [f"Study of {st.config.model} on {st.data}; "
              f"wall time {meta['seconds']['total']:.0f} s (steps reused from an earlier run "
              f"excluded).",
              "Candidates for combined: " + "; ".join(
@@ -291,7 +344,7 @@ def _report(st: _Study, records: list[dict], meta: dict[str, Any], zoo: str) -> 
     notes += _distill_note(st.runs / "distilled" / "distill.json")
     write_comparison(records, st.out, stem="study",
                      title=f"edgepress study: {st.config.model} on {st.data}",
-                     definitions=defs, notes=notes)
+                     definitions=defs, notes=notes, caveat=caveat)
     write_json(st.out / "study-meta.json", meta)
 
 
