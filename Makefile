@@ -5,9 +5,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 QUICK_OUT ?= runs/demo
 
-.PHONY: demo test test-slow lint doctest bench setup data browser clean
+.PHONY: demo test test-slow lint doctest bench setup data browser postgres clean
 
-setup: $(STAMP) data browser
+setup: $(STAMP) data browser postgres
 
 # One line per stage; pip's own output only when a stage fails (it is then printed whole).
 $(STAMP): pyproject.toml
@@ -44,6 +44,19 @@ browser:
 	    || echo "Chromium: apt install failed; the report test will be skipped"; \
 	else \
 	  echo "Chromium: apt not usable; the report test will be skipped"; \
+	fi
+
+# Debian's PostgreSQL server, for the test of several search workers on one study (the test starts
+# its own server in a temporary directory as the postgres user).
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "PostgreSQL: present"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql) \
+	    >/dev/null 2>&1 && echo "PostgreSQL: installed" \
+	    || echo "PostgreSQL: apt install failed; the multi-worker search test will fail"; \
+	else \
+	  echo "PostgreSQL: apt not usable; the multi-worker search test will fail"; \
 	fi
 
 demo: setup

@@ -8,9 +8,10 @@ Example:
     >>> from edgepress.data import load_data
     >>> from edgepress.zoo import create_model
     >>> ds = load_data("digits")
+    >>> seed_everything(0)  # the initial weights too
     >>> m = create_model("mlp", input_shape=ds.input_shape, num_classes=10)
-    >>> r = fit(m, ds, TrainConfig(epochs=1), progress=False)
-    >>> r.val_accuracy > 0.5
+    >>> r = fit(m, ds, TrainConfig(epochs=5), progress=False)
+    >>> r.val_accuracy > 0.8
     True
 """
 

@@ -15,7 +15,7 @@ import sys
 # ORDER only sets how --help lists them.
 ORDER = ("train", "import", "export", "measure", "compare", "prune", "quantize", "distill",
          "structure",
-         "pack", "unpack", "compress", "study")
+         "pack", "unpack", "compress", "search", "study")
 
 
 def commands() -> dict[str, str]:

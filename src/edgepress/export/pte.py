@@ -48,6 +48,9 @@ from .deploy import register_exporter
 from .onnx import PARITY_ATOL, ExportError
 
 CHECK_IMAGES = 32  # validation images the exported program is checked on, one at a time
+# torch warns once, at torchao / ExecuTorch import, about an Enum they register with pytree: noise
+# for a user lowering a model, not something they can act on.
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 
 class _Wrapped(nn.Module):

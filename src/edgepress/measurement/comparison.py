@@ -45,7 +45,7 @@ def measured_rows(rows: list[dict]) -> list[dict]:
 def compare(specs: list[str | os.PathLike], *, data: str | None = None,
             runtime: str = "onnxruntime", threads: int = 1, batch: int = 1,
             variants: list[str] | None = None, progress: bool = False,
-            seconds: float | None = None) -> list[dict]:
+            seconds: float | None = None, split: str = "test") -> list[dict]:
     """Measure ``specs`` together; return one record per model with the ratio fields added,
     then the reference's second session (``variant: "reference-again"``).
 
@@ -54,7 +54,7 @@ def compare(specs: list[str | os.PathLike], *, data: str | None = None,
     """
     records, correct, _ = measure_all(specs, data=data, runtime=runtime, threads=threads,
                                       batch=batch, reference_again=True, progress=progress,
-                                      seconds=seconds)
+                                      seconds=seconds, split=split)
     ref = records[0]
     floor = noise_floor(ref["latency_ms"]["median"], records[-1]["latency_ms"]["median"])
     correct = [*correct, correct[0]]  # A′ is the same file: the same predictions

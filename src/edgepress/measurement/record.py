@@ -255,13 +255,15 @@ def _runner(session: Session, x: np.ndarray) -> Callable[[], object]:
 def measure_all(specs: list[str | os.PathLike], *, data: str | None = None,
                 runtime: str = "onnxruntime", threads: int = 1, batch: int = 1,
                 reference_again: bool = False, progress: bool = False,
-                seconds: float | None = None,
+                seconds: float | None = None, split: str = "test",
                 ) -> tuple[list[dict], list[np.ndarray], Dataset]:
     """Measure every target; their latencies come from one interleaved session.
 
     With ``progress``, each phase shows a live line on stderr with its elapsed time: per
     target its export (ExecuTorch lowering included), accuracy, kernels and memory; then the
-    interleaved timing.
+    interleaved timing. ``split="val"`` scores accuracy on the validation split instead of
+    test (a search scores its trials there; only its final front sees test): the record then
+    says ``"accuracy_split": "val"``.
 
     With ``reference_again``, a second session of the first target's file is timed in the same
     rounds and its record (a copy of the first's with its own latency) is appended last: how far
@@ -291,13 +293,15 @@ def measure_all(specs: list[str | os.PathLike], *, data: str | None = None,
     for i, spec in enumerate(specs, start=1):
         with phase(_phase_text(spec, rt, i, len(specs)), enabled=progress):
             t = resolve_target(spec, rt)
-            ds = ds or load_data(resolve_data(t, data))
+            ds = ds or _eval_split(load_data(resolve_data(t, data)), split)
             lo = _load(t, rt, ds, threads)
             xb = _batch_input(lo, batch)
             if t.run is not None:
                 known[str(t.run.path.resolve())] = lo.logits
             rec = _record(lo, rt, ds, threads, batch, xb, known)
             rec["deployment_sha256"] = file_sha256(t.path)
+            if split != "test":
+                rec["accuracy_split"] = split
         loaded.append(lo)
         inputs.append(xb)
         records.append(rec)
@@ -317,6 +321,17 @@ def measure_all(specs: list[str | os.PathLike], *, data: str | None = None,
         rec["_latency_all_ms"] = tm.ms
     correct = [lo.logits.argmax(1) == ds.y_test for lo in loaded]
     return records, correct, ds
+
+
+def _eval_split(ds: Dataset, split: str) -> Dataset:
+    """``ds`` with ``split`` in the place of test (what every accuracy here is scored on)."""
+    import dataclasses
+
+    if split == "test":
+        return ds
+    if split != "val":
+        raise InputError(f"unknown split {split!r} to score on (test, val)")
+    return dataclasses.replace(ds, x_test=ds.x_val, y_test=ds.y_val)
 
 
 def _phase_text(spec: str | os.PathLike, rt: Runtime, i: int, n: int) -> str:

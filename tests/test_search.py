@@ -1,0 +1,193 @@
+"""``edgepress search``: a tiny real search on digits (SQLite), resume, the front rebuilt by
+``compress``, bad input, and several workers on a real PostgreSQL server (Debian's, started here
+in a temporary directory as the postgres user) — with a worker killed by SIGKILL."""
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.conftest import run_cli
+
+from edgepress.errors import InputError
+from edgepress.search import SearchConfig, search
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+TINY = dict(max_epochs=1, latency_seconds=0.1, screen=100)
+
+
+@pytest.fixture(scope="module")
+def tiny_search(mlp_run, tmp_path_factory):
+    import torch
+
+    out = tmp_path_factory.mktemp("search") / "s"
+    THREADS["search"] = torch.get_num_threads()
+    summary = search(mlp_run, SearchConfig(trials=5, seed=1, **TINY), out=out, progress=False)
+    return out, summary
+
+
+THREADS: dict = {}  # training is bit-exact only at the same torch thread count
+
+
+def test_a_tiny_search_writes_every_file(tiny_search):
+    out, summary = tiny_search
+    for name in ("front.json", "trials.csv", "search.md", "report.html", "search.db"):
+        assert (out / name).is_file(), name
+    assert summary["trials"] == 5 and summary["front"], summary
+    rows = (out / "trials.csv").read_text().splitlines()
+    assert len(rows) == 6  # header + 5 trials
+    shipped = {r["recipe"] for r in summary["shipped"]}
+    assert {"int8", "sparse-90"} <= shipped  # the shipped recipes went first
+    for r in summary["front"]:
+        assert r["accuracy_split"] if "accuracy_split" in r else True
+        assert r["val_loss_pts"] <= 1.0  # the hard budget
+        assert Path(r["dir"]).is_dir() and r["recipe"].startswith("- step:")
+    knee = summary["knee"]
+    assert knee is not None and knee["trial"] in {r["trial"] for r in summary["front"]}
+    assert "Suggested knee" in (out / "search.md").read_text()
+
+
+def test_the_front_is_not_dominated_beyond_the_noise(tiny_search):
+    from edgepress.search.front import Point, beats
+
+    _, summary = tiny_search
+    pts = [Point(str(r["trial"]), r["size_gzip_bytes"], r["search_speedup"],
+                 tuple(r["search_speedup_ci95"])) for r in summary["front"]]
+    assert not any(beats(a, b) for a in pts for b in pts if a is not b)
+
+
+def test_a_front_recipe_rebuilt_by_compress_is_the_same_deployment(tiny_search, mlp_run,
+                                                                    tmp_path, capsys):
+    """Byte for byte at the search's torch thread count (other counts sum in another order:
+    the same model within float rounding)."""
+    import torch
+
+    out, summary = tiny_search
+    torch.set_num_threads(THREADS["search"])
+    k = summary["knee"]
+    recipe = tmp_path / "knee.yaml"
+    recipe.write_text(k["recipe"])
+    code, _, err = run_cli(capsys, "compress", mlp_run, "--recipe", recipe, "--out",
+                           tmp_path / "again", "--no-progress")
+    assert code == 0, err
+    again = hashlib.sha256((tmp_path / "again" / "model.onnx").read_bytes()).hexdigest()
+    assert again == k["deployment_sha256"]
+
+
+def test_the_same_command_again_resumes(tiny_search, mlp_run):
+    out, first = tiny_search
+    numbers = [json.loads(json.dumps(r))["trial"] for r in first["front"]]
+    summary = search(mlp_run, SearchConfig(trials=6, seed=1, **TINY), out=out, progress=False)
+    assert summary["trials"] == 6  # one more, not six more
+    rows = (out / "trials.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(6))
+    assert set(numbers) <= {int(r.split(",")[0]) for r in rows}
+
+
+def test_bad_search_input_is_one_line(mlp_run, tmp_path, capsys, tiny_search):
+    def bad(*args):
+        code, _, err = run_cli(capsys, "search", mlp_run, "--out", tmp_path / "o", *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        return err
+
+    assert "--budget-pts must be >= 0" in bad("--budget-pts", "-1")
+    assert "unknown objective 'energy'" in bad("--objectives", "size,energy")
+    assert "--trials must be >= 1" in bad("--trials", "0")
+    err = bad("--storage", "postgresql://bob:s3cret@127.0.0.1:9/nowhere", "--trials", "1")
+    assert "cannot open the search storage" in err and "s3cret" not in err and "***" in err
+    out, _ = tiny_search
+    err = bad("--storage", f"sqlite:///{out / 'search.db'}", "--budget-pts", "0.5")
+    assert "exists with a different search space" in err and "--study-name" in err
+    assert not (tmp_path / "o" / "front.json").exists()
+    with pytest.raises(InputError, match="is the run being read"):
+        search(mlp_run, SearchConfig(trials=1), out=mlp_run)
+
+
+# --- several workers on a real PostgreSQL server ----------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    """Debian's PostgreSQL started in a temporary data directory on a free port, as the
+    postgres user (the set-up installs the server; the test fails, not skips, without it)."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    assert bins, "PostgreSQL is not installed (make setup installs Debian's postgresql)"
+    import tempfile
+
+    bindir = Path(bins[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="edgepress-pg."))  # pytest's tmp is root-only (0700)
+    os.chmod(root, 0o777)
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data, port = root / "data", _free_port()
+    subprocess.run([*as_pg, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U",
+                    "postgres"], check=True, capture_output=True)
+    subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
+                    "-w", "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                   capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _worker(run, out, url, trials, env):
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgepress", "search", str(run), "--out", str(out), "--storage",
+         url, "--study-name", "two", "--trials", str(trials), "--max-epochs", "1",
+         "--seed", "3", "--no-progress"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+
+
+def test_two_workers_and_a_killed_one_finish_one_postgres_study(postgres, mlp_run, tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    env = {**os.environ, "EDGEPRESS_SEARCH_GRACE": "4", "EDGEPRESS_LATENCY_SECONDS": "0.1"}
+    url = postgres
+    # a worker killed mid-trial: its RUNNING trial goes stale and is retried by the others
+    victim = _worker(mlp_run, tmp_path / "v", url, 5, env)
+    storage = url.replace("postgresql://", "postgresql+psycopg://")
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        try:
+            st = optuna.load_study(study_name="two", storage=storage)
+            if st.get_trials(states=(TrialState.RUNNING,)):
+                break
+        except KeyError:
+            pass
+        time.sleep(0.5)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    time.sleep(5)  # past the grace period: the killed trial is stale
+    a = _worker(mlp_run, tmp_path / "a", url, 5, env)
+    b = _worker(mlp_run, tmp_path / "b", url, 5, env)
+    for p in (a, b):
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    st = optuna.load_study(study_name="two", storage=storage)
+    trials = st.get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert 5 <= len(finished) <= 6  # the total (a last trial may start as the other ends)
+    assert len({t.number for t in trials}) == len(trials)
+    assert failed, "the killed worker's trial should have been failed as stale"
+    retried = [t for t in finished if t.system_attrs.get("failed_trial") in
+               {f.number for f in failed}]
+    assert retried, "the killed trial was not retried"
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    for d in (tmp_path / "a", tmp_path / "b"):
+        assert (d / "front.json").is_file()
+    shutil.rmtree(tmp_path / "v", ignore_errors=True)
