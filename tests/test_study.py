@@ -51,8 +51,12 @@ def test_quick_study_writes_every_file(quick_study):
     for r in records:
         for f in CONTRACT_FIELDS:
             assert f in r, f
-    ok, msg = contract_ok(out / "study.json")
-    assert ok, msg
+    ok, msg = contract_ok(out / "study.json", *(out / "runs" / r for r in ROWS[:-1]))
+    assert ok, msg  # every row's run has its metrics.json, from the study's one timed session
+    for r in records[:-1]:
+        rec = json.loads((out / "runs" / r["variant"] / "metrics.json").read_text())
+        assert rec["latency_ms"]["median"] == r["latency_ms"]["median"]
+        assert rec["timed_in"].startswith("study compare")
     ref = records[0]
     assert ref["speedup"] == 1 and ref["p_value"] == 1
     pruned = records[ROWS.index("pruned")]

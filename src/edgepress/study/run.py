@@ -304,8 +304,27 @@ def _measure(st: _Study, runs: dict[str, Path], runtimes: list[str]) -> list[dic
         warn = fallback_warning(rows)
         if warn:
             print(f"edgepress: {warn} ({rt})", file=sys.stderr)
+        if rt == runtimes[0]:
+            _write_row_records(runs, made, rows)
         records += rows
     return records
+
+
+def _write_row_records(runs: dict[str, Path], made: list[str], rows: list[dict]) -> None:
+    """Each row's run gets its ``metrics.json``: its record from the study's interleaved
+    session on the first runtime (the one time it was timed), beside its untimed figures.
+    """
+    from ..checkpoint import METRICS
+    from ..measurement.comparison import measured_rows
+    from ..measurement.record import save_record
+
+    written: set[Path] = set()
+    for row, rec in zip(made, measured_rows(rows), strict=True):
+        d = runs[row].resolve()
+        if d in written:  # combined can be a row's own run: that row's record stays
+            continue
+        written.add(d)
+        save_record(d / METRICS, {**rec, "timed_in": "study compare (interleaved)"})
 
 
 def _latency_seconds(b: Budget) -> float | None:
