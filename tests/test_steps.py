@@ -106,15 +106,13 @@ def test_a_step_result_child_is_written_and_measured_inside_the_run(mlp_run, tmp
         done = run_step("same", mlp_run, Same(), out=tmp_path / "same", progress=False)
     finally:
         STEPS.pop("same", None)
-    parent = json.loads((mlp_run / "metrics.json").read_text()) \
-        if (mlp_run / "metrics.json").is_file() else None
+    parent = json.loads((mlp_run / "metrics.json").read_text())
     child = json.loads((tmp_path / "same" / "twin" / "metrics.json").read_text())
     meta = json.loads((tmp_path / "same" / "model.json").read_text())
     assert meta["note"] == "unchanged" and meta["provenance"]["parent"] == str(mlp_run.resolve())
     assert child["accuracy"] == done.record["accuracy"]  # the same weights: the same predictions
     assert done.record["fidelity"]["top1_agreement"] == 1.0  # against the parent, which it is
-    if parent is not None:
-        assert done.record["accuracy"] == parent["accuracy"]
+    assert done.record["accuracy"] == parent["accuracy"]
 
 
 def test_qat_is_recovered_by_distillation_from_its_parent(mlp_run, tmp_path, capsys):

@@ -35,7 +35,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -108,16 +108,6 @@ class Finetune(JsonConfig):
                               "batch_size": self.batch_size or base.batch_size,
                               "train_subset": self.train_subset, "schedule": self.schedule,
                               "seed": seed})
-
-
-class HasFinetune(Protocol):
-    """A step config that can say how it fine-tunes and be given other fine-tune options."""
-
-    def finetune_options(self) -> Finetune | None:
-        """The step's fine-tune, or ``None`` when it does not train."""
-
-    def with_finetune(self, ft: Finetune) -> Any:
-        """A copy of the config fine-tuning as ``ft`` says."""
 
 
 C = TypeVar("C")

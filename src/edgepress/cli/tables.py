@@ -40,8 +40,6 @@ def fmt_bytes(n: float) -> str:
     return str(n)
 
 
-_fmt_bytes = fmt_bytes
-
 
 def record_table(rec: dict) -> Table:
     """One record as a two-column table."""
@@ -57,7 +55,7 @@ def record_table(rec: dict) -> Table:
             f" (incomplete: {len(rec.get('macs_incomplete_nodes', []))} node(s) of unknown "
             "shape not counted)" if rec.get("macs_incomplete") else "")),
         ("file (gzip -9)",
-         f"{_fmt_bytes(rec['size_bytes'])} ({_fmt_bytes(rec['size_gzip_bytes'])})"),
+         f"{fmt_bytes(rec['size_bytes'])} ({fmt_bytes(rec['size_gzip_bytes'])})"),
         ("accuracy (95% CI)",
          f"{100 * rec['accuracy']:.2f}% [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}] "
          f"n={rec['n_test']:,}"),

@@ -45,6 +45,7 @@ from typing import Any
 
 from ..checkpoint import Run, check_output_dir, load_run, write_json
 from ..errors import InputError
+from ..study.run import val_accuracy
 from .config import SearchConfig
 from .front import Point, front, hypervolume, knee
 from .space import params_of_recipe, recipe_of, suggest_recipe
@@ -118,8 +119,11 @@ class _Search:
         arch = parent.meta["architecture"]
         self.residual = _has_residual(parent)
         self.zoo = arch.get("zoo")
-        self.ref_val = _val_accuracy(parent.path, data)
-        self.ref_screen = _val_accuracy(parent.path, data, config.screen)
+        from ..data import load_data
+
+        self.ds = load_data(data)  # loaded once: every trial is scored on it
+        self.ref_val = val_accuracy(parent.path, self.ds)
+        self.ref_screen = val_accuracy(parent.path, self.ds, config.screen)
         self.ref_size = _gzip_bytes(parent.path)
 
     def objective(self, trial: Any) -> tuple[float, ...]:
@@ -145,8 +149,8 @@ class _Search:
         trial.set_user_attr("dir", str(d))
         size = _gzip_bytes(d)
         trial.set_user_attr("size_gzip_bytes", size)
-        screen = _val_accuracy(d, self.data, self.config.screen)
-        n = min(self.config.screen, _val_size(self.data))
+        screen = val_accuracy(d, self.ds, self.config.screen)
+        n = min(self.config.screen, len(self.ds.y_val))
         margin = 196.0 * math.sqrt(max(screen * (1 - screen), 1.0 / n) / n)  # 95%, points
         screen_loss = 100.0 * (self.ref_screen - screen)
         trial.set_user_attr("screen_loss_pts", screen_loss)
@@ -154,7 +158,7 @@ class _Search:
             return self._stop(trial, f"validation screen: {screen_loss:.2f} pts lost on {n} "
                               f"images (±{margin:.2f}) > budget {self.config.budget_pts}",
                               screen_loss - self.config.budget_pts)
-        loss = 100.0 * (self.ref_val - _val_accuracy(d, self.data))
+        loss = 100.0 * (self.ref_val - val_accuracy(d, self.ds))
         trial.set_user_attr("val_loss_pts", loss)
         trial.set_user_attr("constraint", loss - self.config.budget_pts)
         trial.set_constraint("val_loss_over_budget", loss - self.config.budget_pts)
@@ -480,30 +484,6 @@ def _write_report(s: _Search, summary: dict, trials: list[Any]) -> None:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-def _val_accuracy(run_dir: Path, data: str, n: int | None = None) -> float:
-    """Validation accuracy of the run's deployment, on the first ``n`` of a fixed shuffle of
-    the validation split (all of it when ``n`` is None).
-    """
-    import numpy as np
-
-    from ..data import load_data
-    from ..export.deploy import ensure_deployment
-    from ..quantize.evaluate import OnnxEval
-
-    ds = load_data(data)
-    idx = np.arange(len(ds.y_val))
-    if n is not None and n < len(idx):
-        idx = np.sort(np.random.default_rng(0).permutation(len(idx))[:n])
-    ev = OnnxEval(ensure_deployment(load_run(run_dir), "onnx"))
-    return float((ev.logits(ds.x_val[idx]).argmax(1) == ds.y_val[idx]).mean())
-
-
-def _val_size(data: str) -> int:
-    from ..data import load_data
-
-    return len(load_data(data).y_val)
-
 
 def _gzip_bytes(run_dir: Path) -> int:
     from ..export.deploy import ensure_deployment

@@ -201,7 +201,7 @@ def _combined(st: _Study, runs: dict[str, Path], recipes: list[Recipe]
     smallest gzip'd deployment whose validation accuracy is within WITHIN_PTS of the original.
     """
     zoo = load_run(runs["original"]).meta["architecture"]["zoo"]
-    ref_val = _val_accuracy(runs["original"], st.data)
+    ref_val = val_accuracy(runs["original"], st.data)
     rows: list[dict[str, Any]] = []
     for recipe in recipes:
         name = Path(recipe.source).stem
@@ -231,7 +231,7 @@ def _combined(st: _Study, runs: dict[str, Path], recipes: list[Recipe]
                          "eligible": False})
             continue
         record = step_record(out)
-        val = _val_accuracy(out, st.data)
+        val = val_accuracy(out, st.data)
         rows.append({"recipe": name, "run": str(out), "via": via,
                      "val_accuracy": val, "val_delta_pts": 100 * (val - ref_val),
                      "size_gzip_bytes": record["size_gzip_bytes"],
@@ -278,15 +278,23 @@ def _shortcut(st: _Study, runs: dict[str, Path], recipe: Recipe, zoo: str
     return runs["original"], recipe, None
 
 
-def _val_accuracy(run_dir: Path, data: str) -> float:
-    """Accuracy of the run's deployment (what the runtime executes) on the validation split."""
+def val_accuracy(run_dir: Path, data: Any, n: int | None = None) -> float:
+    """Accuracy of the run's deployment (what the runtime executes) on the validation split
+    (``data``: a name or a loaded Dataset), or on the first ``n`` images of a fixed shuffle of
+    it — the search's cheap screen.
+    """
+    import numpy as np
+
+    from ..data import Dataset
     from ..export.deploy import ensure_deployment
     from ..quantize.evaluate import OnnxEval
 
-    run = load_run(run_dir)
-    ds = load_data(data)
-    ev = OnnxEval(ensure_deployment(run, "onnx"))
-    return float((ev.logits(ds.x_val).argmax(1) == ds.y_val).mean())
+    ds = data if isinstance(data, Dataset) else load_data(data)
+    idx = np.arange(len(ds.y_val))
+    if n is not None and n < len(idx):
+        idx = np.sort(np.random.default_rng(0).permutation(len(idx))[:n])
+    ev = OnnxEval(ensure_deployment(load_run(run_dir), "onnx"))
+    return float((ev.logits(ds.x_val[idx]).argmax(1) == ds.y_val[idx]).mean())
 
 
 def _measure(st: _Study, runs: dict[str, Path], runtimes: list[str]) -> list[dict]:
