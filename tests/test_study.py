@@ -273,3 +273,36 @@ def test_unknown_model_is_exit_2(tmp_path):
     proc = cli("study", "--data", "digits", "--model", "resnet9000", "--out", tmp_path / "s")
     assert proc.returncode == 2 and "unknown model" in proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_combined_row_is_the_knee_of_a_search(tmp_path, mlp_run):
+    """Without --recipes the combined row is the knee of a short search (shipped recipes first):
+    a front point within the 1-pt validation budget, its recipe stated; a re-run reuses it."""
+    out = tmp_path / "s"
+    args = ("study", "--data", "digits", "--model", "mlp", "--quick", "--baseline", mlp_run,
+            "--runtimes", "onnxruntime", "--search-seconds", "8", "--out", out)
+    proc = cli(*args, check=0)
+    assert "trial 0 [" in proc.stderr  # one line per trial
+    meta = json.loads((out / "study-meta.json").read_text())
+    found = meta["search"]
+    front = json.loads((out / "search" / "front.json").read_text())
+    assert found["trials"] == front["trials"] >= 2
+    knee = front["knee"]
+    assert knee is not None and found["knee"]["recipe"] == knee["recipe"]
+    assert knee["val_loss_pts"] <= 1.0  # the budget is a hard constraint
+    assert knee["trial"] in {r["trial"] for r in front["front"]}
+    assert Path(meta["runs"]["combined"]) == out / "search" / "front" / f"{knee['trial']:04d}"
+    shipped = {r["recipe"] for r in front["shipped"]}
+    assert {"int8", "prune-then-int8"} <= shipped  # the shipped recipes were its first trials
+    md = (out / "study.md").read_text()
+    assert f"here trial {knee['trial']} of {found['trials']}" in md
+    again = cli(*args, check=0)
+    assert "search: inputs unchanged, reused" in again.stderr
+    assert json.loads((out / "search" / "front.json").read_text())["trials"] == found["trials"]
+
+
+def test_search_seconds_and_recipes_exclude_each_other(tmp_path):
+    proc = cli("study", "--data", "digits", "--model", "mlp", "--quick", "--search-seconds",
+               "5", "--recipes", REPO / "recipes" / "int8.yaml", "--out", tmp_path / "s",
+               check=2)
+    assert proc.stderr.count("\n") == 1 and "exclude each other" in proc.stderr

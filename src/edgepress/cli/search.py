@@ -33,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
     p.add_argument("--data", default=None, metavar="D", help="the data (default: the run's)")
     p.add_argument("--max-epochs", type=positive_int, default=2, metavar="N",
                    help="longest fine-tune a trial may draw (default 2)")
+    p.add_argument("--train-subset", type=positive_int, default=None, metavar="N",
+                   help="fine-tunes use the first N training images (default: all)")
+    p.add_argument("--latency-seconds", type=float, default=1.0, metavar="S",
+                   help="timed seconds per model in each trial's session (default 1.0)")
     p.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
 
@@ -46,7 +50,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
                           runtime=args.runtime, trials=args.trials, timeout=args.timeout,
                           storage=args.storage, study_name=args.study_name, seed=args.seed,
                           data=data_spec(args) if args.data else None,
-                          max_epochs=args.max_epochs)
+                          max_epochs=args.max_epochs, train_subset=args.train_subset,
+                          latency_seconds=args.latency_seconds)
     summary = search(args.run, config, out=args.out, progress=not args.no_progress)
     print(f"{summary['trials']} trials, {summary['feasible']} within {config.budget_pts} pts; "
           f"front of {len(summary['front'])}")

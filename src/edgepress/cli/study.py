@@ -21,8 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
                    help="runtimes to measure on (default: onnxruntime, and executorch when "
                    "installed)")
     p.add_argument("--recipes", metavar="FILE,FILE", default=None,
-                   help="recipe files the combined row chooses among (default: the shipped "
-                   "ones)")
+                   help="recipe files the combined row chooses among (default: the knee of a "
+                   "search whose first trials are the shipped recipes)")
+    p.add_argument("--search-seconds", type=float, default=None, metavar="S",
+                   help="the combined row's search time (default: 60 with --quick, else 600; "
+                   "0: choose among the shipped recipes, no search)")
     add_seed(p)
     p.add_argument("--no-progress", action="store_true", help="no progress output")
     p.add_argument("--wide", action="store_true",
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: D103
     config = StudyConfig(model=args.model, data=data_spec(args), quick=args.quick, seed=args.seed,
                          baseline=args.baseline,
                          runtimes=args.runtimes.split(",") if args.runtimes else None,
-                         recipes=args.recipes.split(",") if args.recipes else None)
+                         recipes=args.recipes.split(",") if args.recipes else None,
+                         search_seconds=args.search_seconds)
     records = study(config, out=args.out, progress=not args.no_progress)
     for rt in dict.fromkeys(r["runtime"] for r in records):
         show(comparison_table([r for r in records if r["runtime"] == rt], wide=args.wide),

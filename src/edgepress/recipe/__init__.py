@@ -15,8 +15,8 @@ Example:
 
 from ..steps.registry import StepType, get_step, register_step, step_names
 from .order import check_order, input_state
-from .parse import Recipe, Step, load_recipe, parse_recipe
+from .parse import Recipe, Step, load_recipe, parse_recipe, shipped_recipes
 from .run import compress
 
 __all__ = ["Recipe", "Step", "StepType", "check_order", "compress", "get_step", "input_state",
-           "load_recipe", "parse_recipe", "register_step", "step_names"]
+           "load_recipe", "parse_recipe", "register_step", "shipped_recipes", "step_names"]

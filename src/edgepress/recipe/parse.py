@@ -247,3 +247,12 @@ def _describe(hint: Any) -> str:
     if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
         return "a mapping of options"
     return _NAMES.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def shipped_recipes() -> list[Path]:
+    """The recipe files shipped with edgepress (``edgepress/recipes/*.yaml``).
+
+    >>> "int8" in [p.stem for p in shipped_recipes()]
+    True
+    """
+    return sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))

@@ -41,6 +41,10 @@ class SearchConfig(JsonConfig):
         screen: validation images of the cheap first score (a trial that cannot meet the
             budget on them is stopped before the full validation score and any timing).
         latency_seconds: timed seconds per model in each trial's interleaved session.
+        front_seconds: timed seconds per model in the front's final test compare (None: the
+            compare's default).
+        train_subset: fine-tunes use the first N training images (None: all of them); the
+            study's time budget sets it.
     """
 
     config_name = "search"
@@ -57,6 +61,8 @@ class SearchConfig(JsonConfig):
     max_epochs: int = 2
     screen: int = 500
     latency_seconds: float = 1.0
+    front_seconds: float | None = None
+    train_subset: int | None = None
 
     def __post_init__(self) -> None:
         self.objectives = tuple(self.objectives)
@@ -78,5 +84,8 @@ class SearchConfig(JsonConfig):
             raise InputError(f"unknown --runtime {self.runtime!r} (onnxruntime, executorch)")
         if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
             raise InputError(f"max epochs must be >= 1 (got {self.max_epochs})")
+        if self.train_subset is not None and (not isinstance(self.train_subset, int)
+                                              or self.train_subset < 1):
+            raise InputError(f"train subset must be >= 1 images (got {self.train_subset})")
         if self.screen < 1 or not self.latency_seconds > 0:
             raise InputError("screen images and latency seconds must be positive")

@@ -45,10 +45,10 @@ from typing import Any
 
 from ..checkpoint import Run, check_output_dir, load_run, write_json
 from ..errors import InputError
-from ..study.run import val_accuracy
+from ..measurement.validation import val_accuracy
 from .config import SearchConfig
 from .front import Point, front, hypervolume, knee
-from .space import params_of_recipe, recipe_of, suggest_recipe
+from .space import params_of_recipe, recipe_of, step_label, suggest_recipe, yaml_steps
 
 SPACE_VERSION = 1
 DEFAULT_STUDY = "edgepress-search"
@@ -131,7 +131,8 @@ class _Search:
 
         from ..recipe import compress, parse_recipe
 
-        steps = suggest_recipe(trial, residual=self.residual, max_epochs=self.config.max_epochs)
+        steps = suggest_recipe(trial, residual=self.residual, max_epochs=self.config.max_epochs,
+                               train_subset=self.config.train_subset)
         trial.set_user_attr("recipe", recipe_of(steps))
         trial.set_user_attr("constraint", 1e9)  # infeasible until shown otherwise
         if not steps:
@@ -232,10 +233,29 @@ def search(run: str | os.PathLike, config: SearchConfig, *, out: str | os.PathLi
     _enqueue_shipped(study, s)
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     if len(study.get_trials(states=done)) < config.trials:
+        callbacks = [MaxTrialsCallback(config.trials, states=done)]
+        if progress:
+            callbacks.append(_say_trial)
         study.optimize(s.objective, timeout=config.timeout, gc_after_trial=True,
-                       callbacks=[MaxTrialsCallback(config.trials, states=done)],
-                       catch=(RuntimeError, ValueError))
+                       callbacks=callbacks, catch=(RuntimeError, ValueError))
     return finish(study, s, progress=progress)
+
+
+def _say_trial(study: Any, trial: Any) -> None:
+    """One line on stderr per finished trial: what it drew and what it scored."""
+    import sys
+
+    a = trial.user_attrs
+    steps = ", ".join(step_label(st) for st in yaml_steps(a.get("recipe"))) or "nothing"
+    if trial.state.name == "COMPLETE":
+        got = (f"{a.get('size_gzip_bytes', 0):,} B gzip, speed-up {a.get('speedup', 1.0):.2f}×, "
+               f"validation Δ {-a.get('val_loss_pts', 0.0):+.2f} pts"
+               + ("" if a.get("constraint", 1e9) <= 0 else " (over budget)"))
+    else:
+        got = f"{trial.state.name.lower()}: {a.get('stopped', '')}"
+    secs = a.get("build_seconds")
+    print(f"  trial {trial.number} [{steps}]" + (f" built in {secs:.0f} s" if secs else "")
+          + f" — {got}", file=sys.stderr, flush=True)
 
 
 def _open_study(storage: Any, name: str, directions: list[str], sampler: Any,
@@ -267,7 +287,7 @@ def _signature(parent: Run, config: SearchConfig, data: str) -> dict:
     return {"space_version": SPACE_VERSION, "parent_weights": h, "data": data,
             "budget_pts": config.budget_pts, "objectives": list(config.objectives),
             "runtime": config.runtime, "max_epochs": config.max_epochs,
-            "screen": config.screen}
+            "screen": config.screen, "train_subset": config.train_subset}
 
 
 def _enqueue_shipped(study: Any, s: _Search) -> None:
@@ -276,7 +296,7 @@ def _enqueue_shipped(study: Any, s: _Search) -> None:
     """
     import yaml
 
-    from ..study import shipped_recipes
+    from ..recipe import shipped_recipes
 
     if study.user_attrs.get("enqueued"):
         return
@@ -339,7 +359,8 @@ def _measure_front(s: _Search, best: list[Point], by_name: dict[str, Any]) -> li
         dirs.append(dst)
     with host_lock(exclusive=True):
         rows = compare([s.parent.path, *dirs], data=s.data, runtime=s.config.runtime,
-                       variants=["reference", *[p.name for p in best]])
+                       variants=["reference", *[p.name for p in best]],
+                       seconds=s.config.front_seconds)
     out = []
     for p, r in zip(best, rows[1:-1], strict=True):
         t = by_name[p.name]

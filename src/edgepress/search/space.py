@@ -36,14 +36,16 @@ QUANTIZE = ("none", "static", "weight-only")
 EPOCHS = (1, 2, 4)
 
 
-def suggest_recipe(trial: Any, *, residual: bool, max_epochs: int | None = None
-                   ) -> list[dict[str, Any]]:
+def suggest_recipe(trial: Any, *, residual: bool, max_epochs: int | None = None,
+                   train_subset: int | None = None) -> list[dict[str, Any]]:
     """Draw one recipe from ``trial`` (an Optuna trial, or ``FixedTrial`` to replay one).
 
     Args:
         trial: where the choices come from.
         residual: whether the model has residual blocks (``drop-blocks`` is offered only then).
         max_epochs: cap on the fine-tune epochs offered (the search's budget).
+        train_subset: fine-tune on the first N training images only (written into the recipe,
+            so the recipe still rebuilds the trial exactly).
     """
     steps: list[dict[str, Any]] = []
     epochs = [e for e in EPOCHS if max_epochs is None or e <= max_epochs] or [1]
@@ -94,6 +96,8 @@ def suggest_recipe(trial: Any, *, residual: bool, max_epochs: int | None = None
             if s["step"] in ("prune", "structure"):
                 s["finetune_epochs"] = ep
                 s["finetune_teacher"] = teacher
+                if train_subset is not None:
+                    s["train_subset"] = train_subset
     return steps
 
 
@@ -150,3 +154,21 @@ def params_of_recipe(steps: list[dict[str, Any]], *, residual: bool) -> dict[str
 
 def _nearest(epochs: int) -> int:
     return min(EPOCHS, key=lambda e: (abs(e - epochs), -e))
+
+
+def yaml_steps(text: str | None) -> list[dict]:
+    """The steps of a recipe's YAML text (``[]`` for none)."""
+    return list(yaml.safe_load(text) or []) if text else []
+
+
+def step_label(step: dict) -> str:
+    """``prune channel 0.5``, ``quantize static``, ...
+
+    >>> step_label({"step": "prune", "method": "channel", "channel_ratio": 0.5})
+    'prune channel 0.5'
+    """
+    kind = step.get("step", "?")
+    what = step.get("method") or step.get("mode") or ""
+    arg = next((step[k] for k in ("channel_ratio", "sparsity", "energy", "bits", "blocks", "nm")
+                if k in step), None)
+    return " ".join(str(x) for x in (kind, what, arg) if x not in ("", None))

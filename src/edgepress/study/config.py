@@ -29,19 +29,21 @@ class Budget:
     val_subset: int | None = None  # a fixed sample of N validation images (quick)
     latency_seconds: float | None = None  # timed seconds per model in each compare
     row_recipes_only: bool = False  # combined: only the recipes that extend a row
+    search_seconds: float | None = None  # combined: the knee of a search of this many seconds
 
 
 # The full study fits its 30-minute budget on 2 cores (cnn and mobilenet-mini: ~100 s per
 # training epoch) with fine-tunes of 2 epochs over 30,000 images and 2-epoch students (two arms:
 # with and without the teacher); baselines get their recipe. mobilenet-mini took 32 min with
 # 3-epoch students.
-FULL = Budget(finetune_epochs=2, finetune_subset=30000, student_epochs=2)
+# The combined row is the knee of a 10-minute search (the shipped recipes are its first trials).
+FULL = Budget(finetune_epochs=2, finetune_subset=30000, student_epochs=2, search_seconds=600)
 # The quick study (``make demo``) is a smoke test of the whole pipeline in about three minutes on
 # 2 cores: 5,000 training images, 1-2 epochs, fixed samples of 2,000 test and 1,000 validation
-# images, 0.25 s of timing per model, and the combined row chosen among the recipes that extend
-# a row.
+# images, 0.25 s of timing per model, and the combined row the knee of a one-minute search.
 QUICK = Budget(train_subset=5000, epochs=2, finetune_epochs=1, student_epochs=1,
-               test_subset=2000, val_subset=1000, latency_seconds=0.25, row_recipes_only=True)
+               test_subset=2000, val_subset=1000, latency_seconds=0.25, row_recipes_only=True,
+               search_seconds=60)
 
 
 @dataclass
@@ -56,7 +58,11 @@ class StudyConfig(JsonConfig):
         seed: the seed of every training step.
         baseline: an existing trained run to use as ``original`` instead of training one.
         runtimes: runtimes to measure on (None: ONNX Runtime, and ExecuTorch when installed).
-        recipes: recipe files the ``combined`` row chooses among (None: the shipped ones).
+        recipes: recipe files the ``combined`` row chooses among (None: the ``combined`` row is
+            the knee of ``edgepress search``'s front, found in the budget's search seconds, the
+            shipped recipes being its first trials).
+        search_seconds: how long that search runs (None: the budget's; 0: no search, the
+            smallest shipped recipe within 1 pt).
     """
 
     config_name = "study"
@@ -68,13 +74,34 @@ class StudyConfig(JsonConfig):
     baseline: str | None = None
     runtimes: list[str] | None = None
     recipes: list[str] | None = None
+    search_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        import math
+
         from ..zoo import ModelSpec
 
         ModelSpec.parse(self.model)  # an unknown model fails before any work
         if self.runtimes is not None and not self.runtimes:
             raise InputError("--runtimes needs at least one runtime")
+        s = self.search_seconds
+        if s is not None and (not isinstance(s, int | float) or not math.isfinite(s) or s < 0):
+            raise InputError(f"--search-seconds must be >= 0 (got {s})")
+        if s and self.recipes is not None:
+            raise InputError("--search-seconds and --recipes exclude each other: the combined "
+                             "row is either searched for or chosen among the named recipes")
+
+    @property
+    def searching(self) -> float:
+        """Seconds the combined row's search runs (0: chosen among the recipes instead).
+
+        >>> StudyConfig(quick=True).searching, StudyConfig(search_seconds=0).searching
+        (60, 0)
+        """
+        if self.recipes is not None:
+            return 0
+        return self.budget.search_seconds or 0 if self.search_seconds is None \
+            else self.search_seconds
 
     @property
     def budget(self) -> Budget:

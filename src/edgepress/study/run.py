@@ -35,8 +35,9 @@ from typing import Any
 from ..checkpoint import MODEL_JSON, check_output_dir, load_run, write_json
 from ..data import default_data, load_data
 from ..errors import InputError
+from ..measurement.validation import val_accuracy
 from ..produce import has_record, step_record
-from ..recipe import Recipe, compress, load_recipe
+from ..recipe import Recipe, compress, load_recipe, shipped_recipes
 from .config import Budget, StudyConfig
 from .rows import DEFINITIONS, definition, row_steps, with_budget
 
@@ -96,11 +97,24 @@ def study(config: StudyConfig, *, out: str | os.PathLike, progress: bool = True)
         except InputError as e:  # the technique does not apply to this model: say why
             st.skipped[row] = str(e)
             st.say(f"[yellow]{row}: not made[/] — {e}")
-    st.say(f"[bold cyan]study {len(ROWS)}/{len(ROWS)}[/] combined: {len(recipes)} recipes")
-    runs["combined"], candidates = _combined(st, runs, recipes)
+    searched = None
+    if config.searching:
+        st.say(f"[bold cyan]study {len(ROWS)}/{len(ROWS)}[/] combined: the knee of a "
+               f"{config.searching:.0f} s search (the shipped recipes first)")
+        searched = _searched(st, runs["original"], runtimes[0])
+        candidates: list[dict] = []
+        if searched["knee"] is not None:
+            runs["combined"] = Path(searched["knee"]["dir"])
+        else:
+            st.skipped["combined"] = (f"the {config.searching:.0f} s search found "
+                                      f"no trial within {WITHIN_PTS} pt of validation accuracy")
+    else:
+        st.say(f"[bold cyan]study {len(ROWS)}/{len(ROWS)}[/] combined: {len(recipes)} recipes")
+        runs["combined"], candidates = _combined(st, runs, recipes)
     records = _measure(st, runs, runtimes)
     meta = {"config": config.to_dict(), "data": data, "runtimes": runtimes,
             "runs": {k: str(v) for k, v in runs.items()}, "candidates": candidates,
+            "search": _search_meta(searched),
             "not_made": dict(st.skipped),
             "seconds": {**st.seconds, "total": round(time.perf_counter() - t0, 1)}}
     _report(st, records, meta, zoo)
@@ -131,11 +145,6 @@ def _runtimes(config: StudyConfig) -> list[str]:
     except InputError:
         pass
     return found
-
-
-def shipped_recipes() -> list[Path]:
-    """The recipe files shipped with edgepress (``edgepress/recipes/*.yaml``)."""
-    return sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 
 
 def _recipes(config: StudyConfig) -> list[Recipe]:
@@ -248,6 +257,49 @@ def _combined(st: _Study, runs: dict[str, Path], recipes: list[Recipe]
     return Path(pick["run"]), rows
 
 
+def _searched(st: _Study, original: Path, runtime: str) -> dict[str, Any]:
+    """Search for the combined row (``OUT/search``) within the budget's seconds; return its
+    ``front.json`` summary. A finished search with unchanged inputs is reused; one whose
+    inputs changed (a retrained original, other data) is started again.
+    """
+    from ..files import file_sha256
+    from ..search import SearchConfig, search
+
+    b, d = st.config.budget, st.out / "search"
+    key = {"original": file_sha256(original / "model.safetensors"), "data": st.data,
+           "seconds": st.config.searching, "seed": st.config.seed, "runtime": runtime}
+    try:
+        if json.loads((d / "study-step.json").read_text())["key"] == key:
+            st.say("  search: inputs unchanged, reused")
+            return json.loads((d / "front.json").read_text())
+    except (OSError, json.JSONDecodeError, KeyError):
+        pass
+    shutil.rmtree(d, ignore_errors=True)
+    t0 = time.perf_counter()
+    config = SearchConfig(budget_pts=WITHIN_PTS, trials=10_000, timeout=st.config.searching,
+                          runtime=runtime, seed=st.config.seed, data=st.data,
+                          max_epochs=b.finetune_epochs or 2,
+                          train_subset=b.finetune_subset or b.train_subset,
+                          latency_seconds=b.latency_seconds or 1.0,
+                          front_seconds=_latency_seconds(b))
+    summary = search(original, config, out=d, progress=st.progress)
+    st.seconds["search"] = round(time.perf_counter() - t0, 1)
+    write_json(d / "study-step.json", {"key": key})
+    return summary
+
+
+def _search_meta(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the study keeps of its search: counts, the knee and its recipe."""
+    if summary is None:
+        return None
+    k = summary["knee"]
+    return {"dir": "search", "trials": summary["trials"], "feasible": summary["feasible"],
+            "front": len(summary["front"]), "seconds": summary["config"]["timeout"],
+            "knee": None if k is None else {"trial": k["trial"], "recipe": k["recipe"],
+                                            "val_loss_pts": k["val_loss_pts"],
+                                            "shipped_recipe": k.get("shipped_recipe")}}
+
+
 def _failed_row(st: _Study, recipe: Recipe, zoo: str) -> str | None:
     """Why the row that ``recipe`` starts with was not made, if it was not."""
     if not recipe.steps:
@@ -276,25 +328,6 @@ def _shortcut(st: _Study, runs: dict[str, Path], recipe: Recipe, zoo: str
                 rest = dataclasses.replace(recipe, steps=recipe.steps[1:])
                 return runs[row], rest, row
     return runs["original"], recipe, None
-
-
-def val_accuracy(run_dir: Path, data: Any, n: int | None = None) -> float:
-    """Accuracy of the run's deployment (what the runtime executes) on the validation split
-    (``data``: a name or a loaded Dataset), or on the first ``n`` images of a fixed shuffle of
-    it — the search's cheap screen.
-    """
-    import numpy as np
-
-    from ..data import Dataset
-    from ..export.deploy import ensure_deployment
-    from ..quantize.evaluate import OnnxEval
-
-    ds = data if isinstance(data, Dataset) else load_data(data)
-    idx = np.arange(len(ds.y_val))
-    if n is not None and n < len(idx):
-        idx = np.sort(np.random.default_rng(0).permutation(len(idx))[:n])
-    ev = OnnxEval(ensure_deployment(load_run(run_dir), "onnx"))
-    return float((ev.logits(ds.x_val[idx]).argmax(1) == ds.y_val[idx]).mean())
 
 
 def _measure(st: _Study, runs: dict[str, Path], runtimes: list[str]) -> list[dict]:
@@ -348,31 +381,61 @@ def _report(st: _Study, records: list[dict], meta: dict[str, Any], zoo: str) -> 
     defs = {r: definition(r, zoo) if r not in DEFINITIONS else DEFINITIONS[r] for r in ROWS}
     for row, why in meta["not_made"].items():
         defs[row] += f" — NOT MADE for this model: {why}"
-    chosen = next(c for c in meta["candidates"] if c["chosen"])
-    fallback = "" if chosen["eligible"] else "; no recipe stayed within 1 pt: the most accurate"
-    defs["combined"] += (f" — here {chosen['recipe']} (validation Δ "
-                         f"{chosen['val_delta_pts']:+.2f} pts{fallback})")
+    found = meta["search"]
+    if found is not None:
+        from ..search.space import step_label, yaml_steps
+
+        defs["combined"] = SEARCHED.format(seconds=found["seconds"], pts=WITHIN_PTS)
+        k = found["knee"]
+        if k is not None:
+            shipped = f", the shipped recipe {k['shipped_recipe']}" if k["shipped_recipe"] else ""
+            defs["combined"] += (f" — here trial {k['trial']} of {found['trials']}{shipped} "
+                                 f"(validation Δ {-k['val_loss_pts']:+.2f} pts): "
+                                 + "; ".join(step_label(s) for s in yaml_steps(k["recipe"])))
+    else:
+        chosen = next(c for c in meta["candidates"] if c["chosen"])
+        fallback = ("" if chosen["eligible"]
+                    else "; no recipe stayed within 1 pt: the most accurate")
+        defs["combined"] += (f" — here {chosen['recipe']} (validation Δ "
+                             f"{chosen['val_delta_pts']:+.2f} pts{fallback})")
     b = st.config.budget
+    combined = (f"the combined row from a {st.config.searching:.0f} s search"
+                if st.config.searching else
+                "the combined row chosen among the recipes that extend a row")
     caveat = (f"This is a quick study (make demo): {b.train_subset:,} training images, "
               f"{b.epochs} baseline epochs, {b.finetune_epochs} fine-tune epoch(s), "
               f"{b.test_subset:,} test images, {b.latency_seconds} s of timing per model, and "
-              "the combined row chosen among the recipes that extend a row. It checks the "
-              "whole pipeline; its figures are not the study's — run edgepress study without "
-              "--quick for those." if st.config.quick else None)
+              f"{combined}. It checks the whole pipeline; its figures are not the study's — run "
+              "edgepress study without --quick for those." if st.config.quick else None)
     notes = [f"Study of {st.config.model} on {st.data}; "
              f"wall time {meta['seconds']['total']:.0f} s (steps reused from an earlier run "
              f"excluded).",
-             "Candidates for combined: " + "; ".join(
-                 f"{c['recipe']}: val {100 * c['val_accuracy']:.2f}% "
-                 f"({c['val_delta_pts']:+.2f} pts), {c['size_gzip_bytes']:,} B gzip"
-                 if c["run"] is not None else f"{c['recipe']}: not made ({c['not_made']})"
-                 for c in meta["candidates"])]
+             _combined_note(meta)]
     notes.append(_budget_note(st.config.budget))
     notes += _distill_note(st.runs / "distilled" / "distill.json")
     write_comparison(records, st.out, stem="study",
                      title=f"edgepress study: {st.config.model} on {st.data}",
                      definitions=defs, notes=notes, caveat=caveat)
     write_json(st.out / "study-meta.json", meta)
+
+
+SEARCHED = ("the knee of edgepress search's measured front (gzip'd bytes and speed-up, with "
+            "validation accuracy within {pts} pt of the original's as a hard constraint) after "
+            "a {seconds:.0f} s search whose first trials are the shipped recipes")
+
+
+def _combined_note(meta: dict[str, Any]) -> str:
+    """Where the combined row came from: the search's counts, or the candidate recipes."""
+    found = meta["search"]
+    if found is not None:
+        return (f"Combined: {found['trials']} search trials, {found['feasible']} within budget, "
+                f"a front of {found['front']} (search/search.md, search/report.html; "
+                "edgepress compress ORIGINAL --recipe on the knee's recipe rebuilds it).")
+    return "Candidates for combined: " + "; ".join(
+        f"{c['recipe']}: val {100 * c['val_accuracy']:.2f}% "
+        f"({c['val_delta_pts']:+.2f} pts), {c['size_gzip_bytes']:,} B gzip"
+        if c["run"] is not None else f"{c['recipe']}: not made ({c['not_made']})"
+        for c in meta["candidates"])
 
 
 def _budget_note(b: Budget) -> str:
