@@ -89,6 +89,29 @@ class Run:
         """Path of a file inside the run."""
         return self.path / name
 
+    def parent_path(self) -> Path | None:
+        """The run this one was made from: the recorded path, else the path recorded relative
+        to this run (a folder of runs that moved together), else ``None`` (moved apart or
+        deleted; :meth:`parent_note` says which).
+        """
+        prov = self.meta.get("provenance") or {}
+        parent, rel = prov.get("parent"), prov.get("parent_relative")
+        if isinstance(parent, str) and parent and Path(parent).exists():
+            return Path(parent)
+        if isinstance(rel, str) and rel and (self.path / rel).exists():
+            return (self.path / rel).resolve()
+        return None
+
+    def parent_note(self) -> str | None:
+        """Why the parent recorded in ``model.json`` cannot be found (``None``: found, or none
+        recorded).
+        """
+        prov = self.meta.get("provenance") or {}
+        if not prov.get("parent") or self.parent_path() is not None:
+            return None
+        return (f"the parent run {prov['parent']!r} is not there (moved or deleted): no "
+                "fidelity figure")
+
     @property
     def name(self) -> str:
         """The run's display name (its directory name)."""
@@ -286,6 +309,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def relative_parent(parent: str | os.PathLike, child: str | os.PathLike) -> str:
+    """``parent`` as seen from the run directory ``child`` (what ``model.json`` records beside
+    the absolute path, so a folder of runs moved together keeps its links).
+
+    >>> relative_parent("/w/runs/cnn", "/w/runs/cnn-int8")
+    '../cnn'
+    """
+    return os.path.relpath(Path(parent).absolute(), Path(child).absolute())
 
 
 def check_output_dir(out: str | os.PathLike,

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, note_once
 
+DEFAULT_CALIBRATION = 512  # calibration images unless told (a smaller split: all of it, said)
 FASHION_DIRS = ("/usr/share/datasets/fashion-mnist",)
 FASHION_FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
@@ -183,8 +184,14 @@ def with_input_size(spec: str | None, size: str | None) -> str | None:
 
 
 def default_data() -> str:
-    """``fashion-mnist`` when its files are installed, else ``digits``."""
-    return "fashion-mnist" if _fashion_dir() is not None else "digits"
+    """``fashion-mnist`` when its files are installed, else ``digits`` — and then one line on
+    stderr says so (a default that falls back is never silent).
+    """
+    if _fashion_dir() is not None:
+        return "fashion-mnist"
+    note_once("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist): using "
+               "the digits data instead (--data chooses)")
+    return "digits"
 
 
 def calibration_indices(ds: Dataset, n: int, seed: int = 0) -> np.ndarray:
@@ -195,8 +202,15 @@ def calibration_indices(ds: Dataset, n: int, seed: int = 0) -> np.ndarray:
     """
     if n <= 0:
         raise InputError(f"calibration set must have at least one image (got {n})")
+    have = len(ds.y_train)
+    if n > have:
+        if n != DEFAULT_CALIBRATION:
+            raise InputError(f"--calibration {n} asks for more images than the training split "
+                             f"of {ds.name} holds ({have}): give --calibration {have} or fewer")
+        note_once(f"calibration: {ds.name}'s training split has {have} images, fewer than the "
+                   f"default {n}: calibrating on all {have} (--calibration N chooses)")
+        n = have
     rng = np.random.default_rng(seed)
-    n = min(n, len(ds.y_train))
     return np.sort(rng.choice(len(ds.y_train), size=n, replace=False))
 
 
@@ -212,9 +226,25 @@ def _hash_indices(idx: np.ndarray, tag: str) -> str:
     return h.hexdigest()[:16]
 
 
+DATA_DIR_ENV = "EDGEPRESS_DATA_DIR"
+
+
 def _fashion_dir() -> Path | None:
-    candidates = [os.environ["EDGEPRESS_DATA_DIR"]] if os.environ.get("EDGEPRESS_DATA_DIR") else []
-    for d in [*candidates, *FASHION_DIRS]:
+    """The folder of the four Fashion-MNIST files: ``$EDGEPRESS_DATA_DIR`` when set (an error
+    when it does not hold them: never a quiet substitute), else the Debian package's.
+    """
+    given = os.environ.get(DATA_DIR_ENV)
+    if given:
+        p = Path(given)
+        if not p.is_dir():
+            raise InputError(f"{DATA_DIR_ENV}={given!r} is not a folder (unset it to use the "
+                             "installed Fashion-MNIST)")
+        missing = [f for f in FASHION_FILES.values() if not (p / f).is_file()]
+        if missing:
+            raise InputError(f"{DATA_DIR_ENV}={given!r} lacks the Fashion-MNIST file(s) "
+                             f"{', '.join(missing)}")
+        return p
+    for d in FASHION_DIRS:
         p = Path(d)
         if all((p / f).is_file() for f in FASHION_FILES.values()):
             return p

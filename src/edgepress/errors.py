@@ -14,3 +14,17 @@ class InputError(ValueError):
         ...
         edgepress.errors.InputError: run directory 'runs/x' does not exist
     """
+
+
+_NOTED: set[str] = set()
+
+
+def note_once(text: str) -> None:
+    """One ``edgepress: note: text`` line on stderr, once per process: a default that had to
+    give way says so (an explicit setting that cannot be honoured raises instead).
+    """
+    import sys
+
+    if text not in _NOTED:
+        _NOTED.add(text)
+        print(f"edgepress: note: {text}", file=sys.stderr)

@@ -198,6 +198,7 @@ class MeasurementRecord(_Typed):
     kernels: dict[str, int] = field(default_factory=dict)
     kernel_time_us: dict[str, float] = field(default_factory=dict)
     fidelity: dict[str, Any] | None = None
+    fidelity_note: str | None = None  # why fidelity is null though a parent is recorded
     deployment: dict[str, Any] | None = None
     file: str = ""
     schema: int = RECORD_SCHEMA

@@ -92,6 +92,36 @@ def _pin_threads(argv: list[str]) -> None:
             os.environ[var] = value
 
 
+_SIGNAL = ["SIGINT"]  # the signal that interrupted the command, for its last line
+
+
+def _on_sigterm_interrupt() -> None:
+    """SIGTERM interrupts like Ctrl-C (KeyboardInterrupt), so every temp folder is cleaned up
+    on the way out instead of the process dying mid-write.
+    """
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        _SIGNAL[0] = signal.Signals(signum).name
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def _writer_lock(args: argparse.Namespace):  # noqa: ANN202
+    """The output lock of the command's ``--out`` (none for commands that write no output)."""
+    import contextlib
+
+    from ..locks import output_lock
+
+    out = getattr(args, "out", None)
+    if out is None:
+        return contextlib.nullcontext()
+    hint = " (search workers on one host each need their own --out)" \
+        if args.command == "search" else ""
+    return output_lock(out, hint=hint)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -101,13 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     from ..export.onnx import ExportError
 
     try:
-        return int(args._run(args) or 0)
+        _on_sigterm_interrupt()
+        with _writer_lock(args):
+            return int(args._run(args) or 0)
     except InputError as e:
         fail(str(e), 2)
     except ExportError as e:
         fail(str(e), 1)
     except KeyboardInterrupt:
-        fail("interrupted", 130)
+        fail(f"interrupted ({_SIGNAL[0]}): every finished step is kept and nothing half-written "
+             "is left; run the same command again to resume", 130)
     except Exception as e:  # an internal failure: one line, exit 1; the traceback on request
         if os.environ.get("EDGEPRESS_DEBUG"):
             raise

@@ -53,7 +53,33 @@ def load_onnx(path: str | os.PathLike):  # noqa: ANN201
         raise InputError(f"{p} is not a valid ONNX model: {first}") from None
     if len(model.graph.node) == 0:
         raise InputError(f"{p} is not a valid ONNX model: its graph is empty")
+    check_input_sizes(model, p)
     return model
+
+
+MAX_INPUT_ELEMENTS = 1 << 26  # 64 Mi values (256 MB of float32) per input, batch included
+
+
+def check_input_sizes(model, name: str) -> None:  # noqa: ANN001
+    """Refuse a graph whose declared input is absurd (1×1×100000×100000), before any buffer of
+    that size is made.
+
+    Raises:
+        InputError: an input with more than :data:`MAX_INPUT_ELEMENTS` values.
+    """
+    inits = {i.name for i in model.graph.initializer}
+    for inp in model.graph.input:
+        if inp.name in inits or not inp.type.HasField("tensor_type"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else 1
+                for d in inp.type.tensor_type.shape.dim]
+        n = 1
+        for d in dims:
+            n *= max(d, 1)
+        if n > MAX_INPUT_ELEMENTS:
+            raise InputError(f"{name} declares an input {inp.name!r} of shape "
+                             f"{'×'.join(map(str, dims))} ({n:,} values): more than edgepress "
+                             f"feeds a model ({MAX_INPUT_ELEMENTS:,})")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -207,9 +207,9 @@ def _fidelity(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int,
     session, by resolved run path (a compare's rows are often each other's parents).
     """
     run = loaded.target.run
-    parent = run.meta.get("provenance", {}).get("parent") if run else None
-    if not parent:
-        return None
+    parent = run.parent_path() if run else None
+    if parent is None:
+        return None  # none recorded, or moved / deleted: the record's fidelity_note says so
     key = str(Path(parent).resolve())
     try:
         ref = known[key] if known and key in known else _load(
@@ -242,6 +242,7 @@ def _record(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int, batch:
         **rss, peak_rss_model_mb=max(0.0, rss["peak_rss_mb"] - rss["rss_baseline_mb"]),
         kernels=kernels, kernel_time_us=kernel_us,
         fidelity=_fidelity(loaded, runtime, ds, threads, known),
+        fidelity_note=t.run.parent_note() if t.run else None,
         deployment=(t.run.meta.get("deployment") if t.run else
                     {"format": t.path.suffix.lstrip("."), "source": str(t.path)}),
         file=str(t.path), extra=extras).to_dict()

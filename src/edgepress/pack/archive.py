@@ -185,18 +185,52 @@ def read_archive(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.
     manifest = _verified_manifest(blob, p)
     offset = HEADER_BYTES + manifest["_length"]
     state = {}
-    for entry in manifest["tensors"]:
-        if [s["kind"] for s in entry["streams"]] != stream_kinds(entry):
-            raise InputError(f"{p}: tensor {entry['name']} has unexpected streams")
-        symbols = []
-        for s in entry["streams"]:
-            buf = blob[offset:offset + s["bytes"]]
-            offset += s["bytes"]
-            symbols.append(decode_stream(buf, s["coder"], s["count"], s["width"]))
-        state[entry["name"]] = decode_tensor(entry, symbols)
+    try:
+        _check_sizes(manifest["tensors"], len(blob) - offset, p)
+        for entry in manifest["tensors"]:
+            if [s["kind"] for s in entry["streams"]] != stream_kinds(entry):
+                raise InputError(f"{p}: tensor {entry['name']} has unexpected streams")
+            symbols = []
+            for s in entry["streams"]:
+                buf = blob[offset:offset + s["bytes"]]
+                offset += s["bytes"]
+                symbols.append(decode_stream(buf, s["coder"], s["count"], s["width"]))
+            state[entry["name"]] = decode_tensor(entry, symbols)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, AttributeError) as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"{p}: corrupt manifest ({type(e).__name__}: {e})"[:300]) from None
     if offset != len(blob):
         raise InputError(f"{p}: the streams do not fill the payload (corrupt archive)")
     return manifest["meta"], state
+
+
+MAX_VALUES = 1 << 28  # the most tensor values an archive may declare (1 GiB of float32)
+
+
+def _check_sizes(tensors: list[dict], payload: int, p: Path) -> None:
+    """Refuse a manifest that declares more than the payload holds, or more values than
+    :data:`MAX_VALUES`, before anything is decoded.
+    """
+    total_bytes = total_values = 0
+    for entry in tensors:
+        n = 1
+        for d in entry["shape"]:
+            if not isinstance(d, int) or d < 0:
+                raise InputError(f"{p}: tensor {entry['name']} has a bad shape {entry['shape']}")
+            n *= d
+        total_values += n
+        for s in entry["streams"]:
+            if not isinstance(s["bytes"], int) or s["bytes"] < 0 or not isinstance(
+                    s["count"], int) or s["count"] < 0 or s["count"] > MAX_VALUES:
+                raise InputError(f"{p}: tensor {entry['name']} has a bad stream header")
+            total_bytes += s["bytes"]
+    if total_bytes != payload:
+        raise InputError(f"{p}: the manifest declares {total_bytes:,} stream bytes but the "
+                         f"payload holds {payload:,} (corrupt archive)")
+    if total_values > MAX_VALUES:
+        raise InputError(f"{p} declares {total_values:,} tensor values, more than edgepress "
+                         f"unpacks ({MAX_VALUES:,})")
 
 
 def _verified_manifest(blob: bytes, p: Path) -> dict[str, Any]:

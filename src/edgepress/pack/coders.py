@@ -92,16 +92,24 @@ def lzma_compress(data: bytes) -> bytes:
     return lzma.compress(data, format=lzma.FORMAT_RAW, filters=FILTERS)
 
 
-def lzma_decompress(data: bytes) -> bytes:
-    """Inverse of :func:`lzma_compress`.
+MAX_DECODED_BYTES = 1 << 30  # no stream of an archive decodes past 1 GiB
+
+
+def lzma_decompress(data: bytes, limit: int = MAX_DECODED_BYTES) -> bytes:
+    """Inverse of :func:`lzma_compress`, refusing to decode past ``limit`` bytes.
 
     Raises:
-        InputError: the data is not a valid LZMA2 stream.
+        InputError: the data is not a valid LZMA2 stream, or decodes past ``limit``.
     """
     try:
-        return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=FILTERS)
+        d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=FILTERS)
+        out = d.decompress(data, max_length=limit + 1)
     except lzma.LZMAError as e:
         raise InputError(f"corrupt LZMA stream in the archive: {e}") from None
+    if len(out) > limit:
+        raise InputError(f"an LZMA stream in the archive decodes to more than {limit:,} bytes: "
+                         "refused (a decompression bomb, or not an edgepress archive)")
+    return out
 
 
 def _lzma_decode(buf: bytes, n: int, width: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..data import DEFAULT_CALIBRATION
 from ..errors import InputError
 from ..jsonconfig import CONFIG_VERSION, check_version
 
@@ -26,7 +27,6 @@ MODES = ("static", "dynamic", "qat", "weight-only")
 GRANULARITIES = ("tensor", "channel")
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 BITS = (1, 2, 4, 8)
-DEFAULT_CALIBRATION = 512
 QAT_LR = 1e-4  # QAT's peak rate: fake-quant fine-tuning wants a small, fixed step
 
 # Which optional fields each mode accepts (the others must be left unset).

@@ -42,6 +42,7 @@ from ..checkpoint import (
     Run,
     check_output_dir,
     load_run,
+    relative_parent,
     write_json,
 )
 from ..errors import InputError
@@ -241,7 +242,9 @@ def _finish(final: Path, last: Path, parent: Run, summary: dict, timed: bool) ->
     try:
         meta = json.loads((tmp / MODEL_JSON).read_text())
         prov = meta.setdefault("provenance", {})
-        prov.update(parent=str(parent.path.resolve()), last_step=str(last.resolve()),
+        prov.update(parent=str(parent.path.resolve()),
+                    parent_relative=relative_parent(parent.path, final),
+                    last_step=str(last.resolve()),
                     command=" ".join(["edgepress", *sys.argv[1:]]),
                     config={"recipe": summary["recipe"]})
         write_json(tmp / MODEL_JSON, meta)

@@ -119,7 +119,10 @@ def portable_lib(threads: int | None) -> Any:
             pl._unsafe_reset_threadpool(threads)
         got = pl._threadpool_get_thread_count()
     if threads is not None and got != threads:
-        raise RuntimeError(f"ExecuTorch threadpool has {got} threads, not {threads}")
+        from ..errors import InputError
+
+        raise InputError(f"ExecuTorch's threadpool refused {threads} thread(s) (it has {got}): "
+                         "give a --threads it accepts")
     return pl
 
 

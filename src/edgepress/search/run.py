@@ -99,14 +99,20 @@ def open_storage(url: str) -> Any:
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     grace = int(os.environ.get(GRACE_ENV) or 30)
     try:
-        return RDBStorage(url, heartbeat_interval=max(1, grace // 3), grace_period=grace,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
-                          engine_kwargs={"pool_pre_ping": True})
-    except Exception as e:  # sqlalchemy / driver errors of many kinds
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        first = mask_url(first.replace(url, given))
-        raise InputError(f"cannot open the search storage {mask_url(given)}: {first[:200]}"
-                         ) from None
+        for attempt in range(3):  # workers starting together race to create the schema
+            try:
+                return RDBStorage(url, heartbeat_interval=max(1, grace // 3), grace_period=grace,
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                      max_retry=2), engine_kwargs={"pool_pre_ping": True})
+            except Exception as e:  # sqlalchemy / driver errors of many kinds
+                if attempt < 2 and ("UniqueViolation" in repr(e) or "already exists" in str(e)):
+                    time.sleep(1.0 + attempt)
+                    continue
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                first = mask_url(first.replace(url, given))
+                raise InputError(f"cannot open the search storage {mask_url(given)}: "
+                                 f"{first[:200]}") from None
+        raise AssertionError("unreachable")
     finally:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -32,6 +32,7 @@ from ..checkpoint import (
     atomic_dir,
     check_output_dir,
     new_meta,
+    relative_parent,
     save_model,
     write_json,
 )
@@ -78,7 +79,8 @@ def run_step(name: str, target: str | os.PathLike | Run, config: Any, *,
     return StepRun(final, record, result.report)
 
 
-def step_meta(ctx: StepContext, result: StepResult) -> dict[str, Any]:
+def step_meta(ctx: StepContext, result: StepResult, final: Path | None = None
+              ) -> dict[str, Any]:
     """The new run's ``model.json``: the step's architecture (or the parent's), the data and
     splits, the provenance (parent, config, seed, command) and the step's sections.
     """
@@ -92,6 +94,8 @@ def step_meta(ctx: StepContext, result: StepResult) -> dict[str, Any]:
                     data=ds.name, splits=result.splits or ds.splits_record(),
                     parent=ctx.parent_ref, config=result.config, seed=result.seed)
     meta["architecture"] = arch
+    if final is not None and ctx.parent_ref:
+        meta["provenance"]["parent_relative"] = relative_parent(ctx.parent_ref, final)
     meta.update(copy.deepcopy(result.sections))
     return meta
 
@@ -109,7 +113,7 @@ def _write_into(tmp: Path, final: Path, ctx: StepContext, result: StepResult,
     from ..produce import FIGURES, measure_in_place
 
     tmp.mkdir(parents=True, exist_ok=True)
-    meta = step_meta(ctx, result)
+    meta = step_meta(ctx, result, final)
     if result.model is not None:
         save_model(tmp, result.model, meta)
     else:

@@ -142,8 +142,10 @@ def _runtimes(config: StudyConfig) -> list[str]:
     try:
         get_runtime("executorch")
         found.append("executorch")
-    except InputError:
-        pass
+    except InputError as e:
+        from ..errors import note_once
+
+        note_once(f"the study measures on ONNX Runtime only: {e}")
     return found
 
 
