@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@echo "setup: torch 2.13.0 (CPU build, pinned so nothing pulls a CUDA build)"
 	@$(BIN)/pip install --quiet torch==2.13.0 > $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
 	@echo "setup: edgepress and its dependencies (ONNX Runtime, ExecuTorch, test tools)"
-	@$(BIN)/pip install --quiet -e '.[mobile,dev]' > $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
+	@$(BIN)/pip install --quiet -e '.[mobile,dev,pretrained]' > $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
 	@touch $(STAMP)
 
 # Fashion-MNIST from Debian when apt is usable; otherwise the embedded `digits` data is used.

@@ -96,13 +96,16 @@ def compare_on_test(parent: Path, summary: dict, trials: list, runtime: str) -> 
     def row(n: int, role: str) -> dict:
         r, t = by[n], next(t for t in trials if t.number == n)
         dom = [m for m in front if m != n and beats(point(m), point(n))]
+        strict = [m for m in front if m != n and point(m).size < point(n).size
+                  and point(m).ci[0] > point(n).ci[1]]  # smaller and faster beyond the CIs
         return {"trial": n, "role": role, "shipped_recipe": t.user_attrs.get("shipped_recipe"),
                 "recipe": t.user_attrs["recipe"], "size_gzip_bytes": r["size_gzip_bytes"],
                 "size_ratio": r["size_ratio"], "speedup": r["speedup"],
                 "speedup_ci95": r["speedup_ci95"], "noise_floor": r["noise_floor"],
                 "accuracy": r["accuracy"], "accuracy_delta_pts": r["accuracy_delta_pts"],
                 "accuracy_delta_ci95_pts": r.get("accuracy_delta_ci95_pts"),
-                "val_loss_pts": t.user_attrs.get("val_loss_pts"), "dominated_by_front": dom}
+                "val_loss_pts": t.user_attrs.get("val_loss_pts"), "dominated_by_front": dom,
+                "strictly_dominated_by_front": strict}
 
     t0 = min(t.datetime_start for t in trials if t.datetime_start)
     out = {"reference": rows[0], "rows": [], "first_pass": None}
@@ -277,23 +280,35 @@ def case_md(r: dict) -> list[str]:
              "Test split, one interleaved compare (noise floor "
              f"{100 * t['rows'][0]['noise_floor']:.1f}%):", "",
              "| trial | role | shipped as | steps | gzip B | size × | speed-up [95% CI] | "
-             "Δ test pts [95% CI] | val loss pts | dominated by front trial(s) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "Δ test pts [95% CI] | val loss pts | dominated by (front rule) | smaller *and* "
+             "faster: by |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    fronts = [x for x in t["rows"] if "front" in x["role"]]
+    for x in t["rows"]:  # recomputed here, so a bench.json written before the field has it too
+        x["strictly_dominated_by_front"] = [
+            f["trial"] for f in fronts if f["trial"] != x["trial"]
+            and f["size_gzip_bytes"] < x["size_gzip_bytes"]
+            and f["speedup_ci95"][0] > x["speedup_ci95"][1]]
     for x in t["rows"]:
         ci = x["accuracy_delta_ci95_pts"] or [0, 0]
         lines.append(f"| {x['trial']} | {x['role']} | {x['shipped_recipe'] or ''} | "
                      f"{_steps(x['recipe'])} | {x['size_gzip_bytes']:,} | {x['size_ratio']:.3f} | "
                      f"{_ci(x)} | {x['accuracy_delta_pts']:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] | "
                      f"{x['val_loss_pts']:.2f} | "
-                     f"{', '.join(map(str, x['dominated_by_front'])) or '—'} |")
+                     f"{', '.join(map(str, x['dominated_by_front'])) or '—'} | "
+                     f"{', '.join(map(str, x.get('strictly_dominated_by_front', []))) or '—'} |")
     shipped = [x for x in t["rows"] if "shipped" in x["role"]]
     beaten = [x for x in shipped if x["dominated_by_front"]]
-    lines += ["", f"Shipped recipes within budget: {len(shipped)}; dominated on test by a front "
-              f"point (smaller *and* faster beyond the noise, or equal in one and beyond it in "
-              f"the other): {len(beaten)}"
+    strict = [x for x in shipped if x.get("strictly_dominated_by_front")]
+    lines += ["", f"Shipped recipes within budget: {len(shipped)}. Dominated on test by a front "
+              f"point under the front's rule (no larger, not slower beyond the CIs, and smaller "
+              f"or faster beyond them): {len(beaten)}"
               + (" — " + ", ".join(f"{x['shipped_recipe']} by trial(s) "
                                    f"{', '.join(map(str, x['dominated_by_front']))}"
-                                   for x in beaten) if beaten else "") + "."]
+                                   for x in beaten) if beaten else "")
+              + f". Strictly (smaller *and* faster, the speed-up CIs apart): {len(strict)}"
+              + (" — " + ", ".join(f"{x['shipped_recipe']} by trial(s) "
+                                   f"{', '.join(map(str, x['strictly_dominated_by_front']))}"
+                                   for x in strict) if strict else "") + "."]
     fp = t["first_pass"]
     if fp:
         x = next(x for x in t["rows"] if x["trial"] == fp["trial"])

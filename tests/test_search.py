@@ -194,3 +194,31 @@ def test_two_workers_and_a_killed_one_finish_one_postgres_study(postgres, mlp_ru
     for d in (tmp_path / "a", tmp_path / "b"):
         assert (d / "front.json").is_file()
     shutil.rmtree(tmp_path / "v", ignore_errors=True)
+
+
+def test_a_repeated_recipe_is_not_rebuilt_or_retimed(tiny_search, mlp_run, tmp_path):
+    """The sampler may draw a recipe again: the repeat takes the first trial's figures (no
+    rebuild, no timing) and stays off the front."""
+    import optuna
+
+    out, summary = tiny_search
+    study = optuna.load_study(study_name="edgepress-search",
+                              storage=f"sqlite:///{out / 'search.db'}")
+    first = next(t for t in study.trials if t.user_attrs.get("shipped_recipe") == "int8")
+    params = dict(first.params)
+    copy = tmp_path / "again"
+    shutil.copytree(out, copy)
+    study = optuna.load_study(study_name="edgepress-search",
+                              storage=f"sqlite:///{copy / 'search.db'}")
+    study.enqueue_trial(params)
+    from edgepress.checkpoint import load_run
+    from edgepress.search.run import _Search
+
+    s = _Search(load_run(mlp_run), SearchConfig(trials=6, max_epochs=1), copy, "digits")
+    t0 = time.perf_counter()
+    study.optimize(s.objective, n_trials=1)
+    assert time.perf_counter() - t0 < 3  # neither built nor timed
+    last = study.trials[-1]
+    assert last.user_attrs["duplicate_of"] == first.number
+    assert last.values == first.values and "dir" not in last.user_attrs
+    assert not (copy / "trials" / f"{last.number:04d}").exists()

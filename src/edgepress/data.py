@@ -136,6 +136,57 @@ def register_data(name: str) -> Callable:
 SAMPLE_SUFFIX = re.compile(r"^(?P<base>.+)\[(?P<opts>[^\[\]]*)\]$")
 
 
+@dataclass(frozen=True)
+class DataSpec:
+    """A parsed ``--data`` spec: the loader's spec (``base``), its key, and the fixed test /
+    validation sample sizes of a ``[test=N,val=M]`` suffix.
+    """
+
+    base: str
+    key: str
+    test: int | None = None
+    val: int | None = None
+
+
+def parse_data_spec(spec: str) -> DataSpec:
+    """Parse a ``--data`` spec without loading anything.
+
+    >>> parse_data_spec("digits[test=100,val=50]")
+    DataSpec(base='digits', key='digits', test=100, val=50)
+
+    Raises:
+        InputError: an unknown loader, a malformed sample suffix, an image folder spec without
+            a folder or with a bad size, ``npz:`` without a path.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError("--data needs a data set name (digits, fashion-mnist, npz:PATH, "
+                         "imagefolder:DIR)")
+    sizes: dict[str, int] = {}
+    base = spec
+    m = SAMPLE_SUFFIX.match(spec)
+    if m:
+        base = m["base"]
+        for part in m["opts"].split(","):
+            key, _, value = part.partition("=")
+            value = value.strip()
+            if key.strip() not in ("test", "val") or not (value.isascii() and value.isdigit()) \
+                    or int(value) < 1 or key.strip() in sizes:
+                raise InputError(f"{spec!r}: expected [test=N], [val=M] or [test=N,val=M] "
+                                 "with positive numbers of images")
+            sizes[key.strip()] = int(value)
+    key = base.split(":", 1)[0]
+    if key not in _LOADERS or "[" in base or "]" in base:
+        raise InputError(f"unknown data {spec!r} (known: {', '.join(sorted(_LOADERS))}, npz:PATH, "
+                         "imagefolder:DIR)")
+    if key == "imagefolder":
+        from .imagefolder import parse_spec
+
+        parse_spec(base)  # raises on a missing folder or a bad size
+    elif key == "npz" and not base.partition(":")[2].strip():
+        raise InputError("npz data needs a file: --data npz:PATH")
+    return DataSpec(base, key, sizes.get("test"), sizes.get("val"))
+
+
 def load_data(spec: str) -> Dataset:
     """Load a dataset by name: ``fashion-mnist``, ``digits``, ``npz:PATH`` or
     ``imagefolder:DIR[@HxW]``; any of them with ``[test=N]``, ``[val=M]`` or
@@ -145,22 +196,9 @@ def load_data(spec: str) -> Dataset:
     Raises:
         InputError: unknown name, missing files, or malformed data.
     """
-    m = SAMPLE_SUFFIX.match(spec)
-    if m:
-        sizes: dict[str, int] = {}
-        for part in m["opts"].split(","):
-            key, _, value = part.partition("=")
-            if key.strip() not in ("test", "val") or not value.strip().isdigit() or \
-                    int(value) < 1:
-                raise InputError(f"{spec!r}: expected [test=N], [val=M] or [test=N,val=M] "
-                                 "with positive numbers of images")
-            sizes[key.strip()] = int(value)
-        return load_data(m["base"]).sample(test=sizes.get("test"), val=sizes.get("val"))
-    key = spec.split(":", 1)[0]
-    if key not in _LOADERS:
-        raise InputError(f"unknown data {spec!r} (known: {', '.join(sorted(_LOADERS))}, npz:PATH, "
-                         "imagefolder:DIR)")
-    return _LOADERS[key](spec)
+    d = parse_data_spec(spec)
+    ds = _LOADERS[d.key](d.base)
+    return ds.sample(test=d.test, val=d.val) if (d.test or d.val) else ds
 
 
 def with_input_size(spec: str | None, size: str | None) -> str | None:

@@ -7,6 +7,7 @@ Exit codes: 0 success; 2 bad input or usage (one ``edgepress: error: ...`` line 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -92,12 +93,13 @@ def _pin_threads(argv: list[str]) -> None:
             os.environ[var] = value
 
 
+_CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 _SIGNAL = ["SIGINT"]  # the signal that interrupted the command, for its last line
 
 
-def _on_sigterm_interrupt() -> None:
+def _on_sigterm_interrupt():  # noqa: ANN202
     """SIGTERM interrupts like Ctrl-C (KeyboardInterrupt), so every temp folder is cleaned up
-    on the way out instead of the process dying mid-write.
+    on the way out instead of the process dying mid-write. Returns the previous handler.
     """
     import signal
 
@@ -105,7 +107,7 @@ def _on_sigterm_interrupt() -> None:
         _SIGNAL[0] = signal.Signals(signum).name
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _writer_lock(args: argparse.Namespace):  # noqa: ANN202
@@ -130,22 +132,36 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import InputError
     from ..export.onnx import ExportError
 
+    previous = _on_sigterm_interrupt()
     try:
-        _on_sigterm_interrupt()
         with _writer_lock(args):
             return int(args._run(args) or 0)
     except InputError as e:
         fail(str(e), 2)
+    except OSError as e:
+        if e.errno not in _CANNOT_WRITE:
+            _report_internal(e)
+        fail(f"cannot write {e.filename or 'the output'}: {e.strerror}; nothing half-written "
+             "is left", 2)
     except ExportError as e:
         fail(str(e), 1)
     except KeyboardInterrupt:
         fail(f"interrupted ({_SIGNAL[0]}): every finished step is kept and nothing half-written "
              "is left; run the same command again to resume", 130)
     except Exception as e:  # an internal failure: one line, exit 1; the traceback on request
-        if os.environ.get("EDGEPRESS_DEBUG"):
-            raise
-        fail(f"internal error: {type(e).__name__}: {e} (set EDGEPRESS_DEBUG=1 for a traceback)", 1)
+        _report_internal(e)
+    finally:
+        import signal
+
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _report_internal(e: BaseException) -> None:
+    """An internal failure: one line, exit 1; the traceback with ``EDGEPRESS_DEBUG=1``."""
+    if os.environ.get("EDGEPRESS_DEBUG"):
+        raise e
+    fail(f"internal error: {type(e).__name__}: {e} (set EDGEPRESS_DEBUG=1 for a traceback)", 1)
 
 
 if __name__ == "__main__":

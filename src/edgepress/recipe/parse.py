@@ -104,13 +104,20 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
 def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     """Validate a recipe's text (see the module docstring); ``source`` names it in errors."""
     try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):  # no recipe needs one; a bomb is made of them
+                line = event.start_mark.line + 1 if event.start_mark else 1
+                raise InputError(f"{source} line {line}: YAML anchors and aliases (&name, "
+                                 "*name) are not allowed in a recipe: write each step out")
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        problem = getattr(e, "problem", None) or (str(e).splitlines() or ["?"])[0]
         raise InputError(f"{source}{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise InputError(f"{source}: nested too deeply to be a recipe") from None
     if root is None or not isinstance(root, yaml.SequenceNode) or not data:
         line = root.start_mark.line + 1 if root is not None else 1
         raise InputError(f"{source} line {line}: a recipe is a non-empty YAML list of steps "

@@ -130,7 +130,8 @@ class _Search:
         self.ds = load_data(data)  # loaded once: every trial is scored on it
         self.ref_val = val_accuracy(parent.path, self.ds)
         self.ref_screen = val_accuracy(parent.path, self.ds, config.screen)
-        self.ref_size = _gzip_bytes(parent.path)
+        self.fmt = "pte" if config.runtime == "executorch" else "onnx"
+        self.ref_size = _gzip_bytes(parent.path, self.fmt)
 
     def objective(self, trial: Any) -> tuple[float, ...]:
         import optuna
@@ -143,6 +144,9 @@ class _Search:
         trial.set_user_attr("constraint", 1e9)  # infeasible until shown otherwise
         if not steps:
             return self._stop(trial, "no compression: the reference itself", 1e9)
+        earlier = _same_recipe(trial, recipe_of(steps))
+        if earlier is not None:  # the sampler drew a recipe already scored: reuse its figures
+            return self._repeat(trial, earlier)
         d = self.out / "trials" / f"{trial.number:04d}"
         t0 = time.perf_counter()
         try:
@@ -154,7 +158,7 @@ class _Search:
             return self._stop(trial, f"not made: {e}", 1e9)
         trial.set_user_attr("build_seconds", round(time.perf_counter() - t0, 1))
         trial.set_user_attr("dir", str(d))
-        size = _gzip_bytes(d)
+        size = _gzip_bytes(d)  # ONNX until the trial is feasible: lowering costs time
         trial.set_user_attr("size_gzip_bytes", size)
         screen = val_accuracy(d, self.ds, self.config.screen)
         n = min(self.config.screen, len(self.ds.y_val))
@@ -175,11 +179,32 @@ class _Search:
                 trial.set_user_attr("stopped", f"{loss:.2f} pts lost on validation > budget")
                 raise optuna.TrialPruned("over budget")
             speed, ci, timing = self._timed(d)
+        if self.fmt != "onnx":  # the deployment the runtime runs (lowered by now if timed)
+            size = _gzip_bytes(d, self.fmt)
+            trial.set_user_attr("size_gzip_bytes", size)
+        trial.set_user_attr("size_of", self.fmt)
         trial.set_user_attr("speedup", speed)
         trial.set_user_attr("speedup_ci95", list(ci))
         trial.set_user_attr("timing", timing)
         values = {"size": float(size), "latency": float(speed)}
         return tuple(values[o] for o in self.config.objectives)
+
+    def _repeat(self, trial: Any, earlier: Any) -> tuple[float, ...]:
+        """The figures of ``earlier``, a finished trial of the same recipe, without rebuilding
+        or timing it again (a repeat is marked ``duplicate_of`` and kept off the front).
+        """
+        import optuna
+
+        trial.set_user_attr("duplicate_of", earlier.number)
+        for k, v in earlier.user_attrs.items():
+            if k not in ("shipped_recipe", "duplicate_of", "recipe", "build_seconds", "dir"):
+                trial.set_user_attr(k, v)
+        over = earlier.user_attrs.get("constraint", 1e9)
+        trial.set_constraint("val_loss_over_budget", over)
+        if earlier.state.name != "COMPLETE":
+            raise optuna.TrialPruned(f"the recipe of trial {earlier.number}: "
+                                     f"{earlier.user_attrs.get('stopped', 'stopped')}")
+        return tuple(earlier.values)
 
     @staticmethod
     def _stop(trial: Any, why: str, over: float) -> Any:
@@ -247,6 +272,18 @@ def search(run: str | os.PathLike, config: SearchConfig, *, out: str | os.PathLi
     return finish(study, s, progress=progress)
 
 
+def _same_recipe(trial: Any, recipe: str) -> Any | None:
+    """The first finished trial (complete or stopped, itself no repeat) drawing ``recipe``."""
+    from optuna.trial import TrialState
+
+    for t in trial.study.get_trials(deepcopy=False,
+                                    states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if t.number != trial.number and t.user_attrs.get("recipe") == recipe \
+                and "duplicate_of" not in t.user_attrs:
+            return t
+    return None
+
+
 def _say_trial(study: Any, trial: Any) -> None:
     """One line on stderr per finished trial: what it drew and what it scored."""
     import sys
@@ -260,6 +297,8 @@ def _say_trial(study: Any, trial: Any) -> None:
     else:
         got = f"{trial.state.name.lower()}: {a.get('stopped', '')}"
     secs = a.get("build_seconds")
+    if "duplicate_of" in a:
+        got = f"a repeat of trial {a['duplicate_of']}, not rebuilt: {got}"
     print(f"  trial {trial.number} [{steps}]" + (f" built in {secs:.0f} s" if secs else "")
           + f" — {got}", file=sys.stderr, flush=True)
 
@@ -325,7 +364,8 @@ def finish(study: Any, s: _Search, *, progress: bool = True) -> dict[str, Any]:
     trials = [t for t in study.get_trials(deepcopy=False)
               if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
     feasible = [t for t in trials if t.state == TrialState.COMPLETE
-                and t.user_attrs.get("constraint", 1e9) <= 0]
+                and t.user_attrs.get("constraint", 1e9) <= 0
+                and "duplicate_of" not in t.user_attrs]  # a repeat is its first trial's point
     lat = "latency" in s.config.objectives
     points = {t.number: Point(f"{t.number:04d}", int(t.user_attrs["size_gzip_bytes"]),
                               float(t.user_attrs.get("speedup", 1.0)),
@@ -397,9 +437,9 @@ def _shipped_rows(trials: list[Any]) -> list[dict]:
             for t in trials if t.user_attrs.get("shipped_recipe")]
 
 
-CSV_FIELDS = ("trial", "state", "shipped_recipe", "size_gzip_bytes", "speedup", "speedup_lo",
-              "speedup_hi", "screen_loss_pts", "val_loss_pts", "constraint", "build_seconds",
-              "stopped", "recipe")
+CSV_FIELDS = ("trial", "state", "shipped_recipe", "duplicate_of", "size_gzip_bytes", "speedup",
+              "speedup_lo", "speedup_hi", "screen_loss_pts", "val_loss_pts", "constraint",
+              "build_seconds", "stopped", "recipe")
 
 
 def _write_csv(path: Path, trials: list[Any]) -> None:
@@ -413,6 +453,7 @@ def _write_csv(path: Path, trials: list[Any]) -> None:
         ci = a.get("speedup_ci95") or [None, None]
         w.writerow({"trial": t.number, "state": t.state.name,
                     "shipped_recipe": a.get("shipped_recipe"),
+                    "duplicate_of": a.get("duplicate_of"),
                     "size_gzip_bytes": a.get("size_gzip_bytes"), "speedup": a.get("speedup"),
                     "speedup_lo": ci[0], "speedup_hi": ci[1],
                     "screen_loss_pts": a.get("screen_loss_pts"),
@@ -512,11 +553,12 @@ def _write_report(s: _Search, summary: dict, trials: list[Any]) -> None:
 
 # --- helpers -----------------------------------------------------------------------------------
 
-def _gzip_bytes(run_dir: Path) -> int:
+def _gzip_bytes(run_dir: Path, fmt: str = "onnx") -> int:
+    """Gzip'd bytes of the run's deployment in ``fmt`` (``onnx``, or ``pte`` for ExecuTorch)."""
     from ..export.deploy import ensure_deployment
     from ..files import file_sizes
 
-    return file_sizes(ensure_deployment(load_run(run_dir), "onnx"))[1]
+    return file_sizes(ensure_deployment(load_run(run_dir), fmt))[1]
 
 
 def _has_residual(parent: Run) -> bool:
