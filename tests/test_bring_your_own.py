@@ -289,7 +289,7 @@ def test_study_on_your_own_model_and_images_lists_rows_that_do_not_apply(tmp_pat
     out = tmp_path / "study"
     code, _, err = run_cli(capsys, "study", "--model", f"{tmp_path}/plain.py:build", "--data",
                            f"imagefolder:{root}", "--input-size", "10x10", "--quick",
-                           "--runtimes", "onnxruntime", "--out", out)
+                           "--runtimes", "onnxruntime", "--search-seconds", "0", "--out", out)
     assert code == 0, err
     meta = json.loads((out / "study-meta.json").read_text())
     assert set(meta["not_made"]) == {"distilled"} and "width" in meta["not_made"]["distilled"]

@@ -222,3 +222,34 @@ def test_a_repeated_recipe_is_not_rebuilt_or_retimed(tiny_search, mlp_run, tmp_p
     assert last.user_attrs["duplicate_of"] == first.number
     assert last.values == first.values and "dir" not in last.user_attrs
     assert not (copy / "trials" / f"{last.number:04d}").exists()
+
+
+def test_a_timing_worker_is_not_starved_by_new_trainings(tmp_path, monkeypatch):
+    """Once a worker waits to time, trainings that start later wait for it (the gate)."""
+    import threading
+
+    from edgepress.search import run as search_run
+
+    monkeypatch.setattr(search_run, "LOCK_PATH", tmp_path / "timing.lock")
+    order: list[str] = []
+
+    def train(name: str, start: float, hold: float) -> None:
+        time.sleep(start)
+        with search_run.host_lock(exclusive=False):
+            order.append(f"{name} trains")
+            time.sleep(hold)
+
+    def timer() -> None:
+        time.sleep(0.2)
+        with search_run.host_lock(exclusive=True):
+            order.append("timer times")
+            time.sleep(0.3)
+
+    threads = [threading.Thread(target=train, args=("a", 0.0, 1.0)),
+               threading.Thread(target=timer),
+               threading.Thread(target=train, args=("b", 0.5, 0.1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert order == ["a trains", "timer times", "b trains"]

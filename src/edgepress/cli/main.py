@@ -98,16 +98,42 @@ _SIGNAL = ["SIGINT"]  # the signal that interrupted the command, for its last li
 
 
 def _on_sigterm_interrupt():  # noqa: ANN202
-    """SIGTERM interrupts like Ctrl-C (KeyboardInterrupt), so every temp folder is cleaned up
-    on the way out instead of the process dying mid-write. Returns the previous handler.
+    """SIGINT and SIGTERM interrupt the command (KeyboardInterrupt), so every temp folder is
+    cleaned up on the way out instead of the process dying mid-write. An interrupt that lands
+    in a garbage-collector callback is swallowed by Python (it reports it as "unraisable"):
+    then it is raised again 50 ms later, in ordinary code (SIGALRM). Returns what to restore.
     """
     import signal
+
+    def again(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
 
     def stop(signum: int, frame: object) -> None:
         _SIGNAL[0] = signal.Signals(signum).name
         raise KeyboardInterrupt
 
-    return signal.signal(signal.SIGTERM, stop)
+    hook = sys.unraisablehook
+
+    def unraisable(info: object) -> None:
+        if isinstance(getattr(info, "exc_value", None), KeyboardInterrupt):
+            signal.setitimer(signal.ITIMER_REAL, 0.05)  # swallowed: deliver it again
+            return
+        hook(info)  # type: ignore[arg-type]
+
+    sys.unraisablehook = unraisable
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, again)
+    return previous, hook
+
+
+def _restore_signals(previous: tuple) -> None:
+    import signal
+
+    handlers, hook = previous
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+    sys.unraisablehook = hook
 
 
 def _writer_lock(args: argparse.Namespace):  # noqa: ANN202
@@ -146,14 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as e:
         fail(str(e), 1)
     except KeyboardInterrupt:
+        _restore_signals(previous)
         fail(f"interrupted ({_SIGNAL[0]}): every finished step is kept and nothing half-written "
              "is left; run the same command again to resume", 130)
     except Exception as e:  # an internal failure: one line, exit 1; the traceback on request
         _report_internal(e)
     finally:
-        import signal
-
-        signal.signal(signal.SIGTERM, previous)
+        _restore_signals(previous)
     return 0
 
 

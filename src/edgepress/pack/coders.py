@@ -95,12 +95,14 @@ def lzma_compress(data: bytes) -> bytes:
 MAX_DECODED_BYTES = 1 << 30  # no stream of an archive decodes past 1 GiB
 
 
-def lzma_decompress(data: bytes, limit: int = MAX_DECODED_BYTES) -> bytes:
-    """Inverse of :func:`lzma_compress`, refusing to decode past ``limit`` bytes.
+def lzma_decompress(data: bytes, limit: int | None = None) -> bytes:
+    """Inverse of :func:`lzma_compress`, refusing to decode past ``limit`` bytes (default
+    :data:`MAX_DECODED_BYTES`).
 
     Raises:
         InputError: the data is not a valid LZMA2 stream, or decodes past ``limit``.
     """
+    limit = MAX_DECODED_BYTES if limit is None else limit
     try:
         d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=FILTERS)
         out = d.decompress(data, max_length=limit + 1)

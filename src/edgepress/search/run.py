@@ -69,15 +69,28 @@ def mask_url(url: str) -> str:
 def host_lock(exclusive: bool) -> Iterator[float]:
     """The host-wide lock between workers: training holds it shared, timing exclusive (so a
     trial is timed only when no worker on this host trains). Yields the seconds waited.
+
+    A gate keeps the timer from starving: every worker passes through it (an exclusive lock
+    held for an instant by trainers, for the whole wait and timing by the timer), so once a
+    worker waits to time, no new training starts; it waits only for those already running.
     """
-    LOCK_PATH.touch(exist_ok=True)
-    with open(LOCK_PATH, "r+") as f:
+    gate = LOCK_PATH.with_name(LOCK_PATH.name + ".gate")
+    for p in (LOCK_PATH, gate):
+        p.touch(exist_ok=True)
+    with open(gate, "r+") as g, open(LOCK_PATH, "r+") as f:
         t0 = time.perf_counter()
-        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        fcntl.flock(g, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(g, fcntl.LOCK_UN)
         try:
             yield time.perf_counter() - t0
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+            if exclusive:
+                fcntl.flock(g, fcntl.LOCK_UN)
 
 
 def open_storage(url: str) -> Any:
@@ -252,9 +265,12 @@ def search(run: str | os.PathLike, config: SearchConfig, *, out: str | os.PathLi
     from ..data import load_data
 
     data = load_data(config.data or parent.meta["data"]).name
-    final.mkdir(parents=True, exist_ok=True)
     url = config.storage or f"sqlite:///{(final / 'search.db').resolve()}"
-    storage = open_storage(url)
+    if config.storage:  # reachable before anything is written
+        storage = open_storage(url)
+    final.mkdir(parents=True, exist_ok=True)
+    if not config.storage:
+        storage = open_storage(url)
     name = config.study_name or DEFAULT_STUDY
     signature = _signature(parent, config, data)
     directions = ["minimize" if o == "size" else "maximize" for o in config.objectives]
