@@ -92,3 +92,13 @@ def test_pretrained_weights_fit_a_reduced_resolution():
         assert m(_photo(96)).shape == (1, 1000)
     with pytest.raises(InputError, match="1000 classes"):
         create_model("efficientnet-lite0:pretrained=1", input_shape=(3, 96, 96), num_classes=10)
+
+
+def test_onnx_export_matches_pytorch_on_a_photograph(tmp_path):
+    from edgepress.export.onnx import export_onnx
+
+    m = create_model("efficientnet-lite0:pretrained=1", input_shape=(3, 96, 96),
+                     num_classes=1000).eval()
+    x = _photo(96).numpy()
+    diff = export_onnx(m, tmp_path / "lite0.onnx", input_shape=(3, 96, 96), check_inputs=x)
+    assert diff <= 1e-4

@@ -93,6 +93,9 @@ def host_lock(exclusive: bool) -> Iterator[float]:
                 fcntl.flock(g, fcntl.LOCK_UN)
 
 
+_SCHEMA_RACE = ("UniqueViolation", "already exists", "UNIQUE constraint failed")  # two creators
+
+
 def open_storage(url: str) -> Any:
     """An Optuna RDB storage with heartbeats (a killed worker's trial is retried).
 
@@ -118,7 +121,7 @@ def open_storage(url: str) -> Any:
                                   heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                                       max_retry=2), engine_kwargs={"pool_pre_ping": True})
             except Exception as e:  # sqlalchemy / driver errors of many kinds
-                if attempt < 2 and ("UniqueViolation" in repr(e) or "already exists" in str(e)):
+                if attempt < 2 and any(m in repr(e) for m in _SCHEMA_RACE):
                     time.sleep(1.0 + attempt)
                     continue
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
