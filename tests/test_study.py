@@ -280,7 +280,7 @@ def test_combined_row_is_the_knee_of_a_search(tmp_path, mlp_run):
     a front point within the 1-pt validation budget, its recipe stated; a re-run reuses it."""
     out = tmp_path / "s"
     args = ("study", "--data", "digits", "--model", "mlp", "--quick", "--baseline", mlp_run,
-            "--runtimes", "onnxruntime", "--search-seconds", "8", "--out", out)
+            "--runtimes", "onnxruntime", "--search-seconds", "12", "--out", out)
     proc = cli(*args, check=0)
     assert "trial 0 [" in proc.stderr  # one line per trial
     meta = json.loads((out / "study-meta.json").read_text())
@@ -293,7 +293,8 @@ def test_combined_row_is_the_knee_of_a_search(tmp_path, mlp_run):
     assert knee["trial"] in {r["trial"] for r in front["front"]}
     assert Path(meta["runs"]["combined"]) == out / "search" / "front" / f"{knee['trial']:04d}"
     shipped = {r["recipe"] for r in front["shipped"]}
-    assert {"int8", "prune-then-int8"} <= shipped  # the shipped recipes were its first trials
+    # the shipped recipes the space can express are its first trials, in name order
+    assert {"deep-compression", "int8"} <= shipped
     md = (out / "study.md").read_text()
     assert f"here trial {knee['trial']} of {found['trials']}" in md
     again = cli(*args, check=0)
