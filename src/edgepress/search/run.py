@@ -283,7 +283,7 @@ def search(run: str | os.PathLike, config: SearchConfig, *, out: str | os.PathLi
     _enqueue_shipped(study, s)
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     if len(study.get_trials(states=done)) < config.trials:
-        callbacks = [MaxTrialsCallback(config.trials, states=done)]
+        callbacks: list[Any] = [MaxTrialsCallback(config.trials, states=done)]
         if progress:
             callbacks.append(_say_trial)
         study.optimize(s.objective, timeout=config.timeout, gc_after_trial=True,

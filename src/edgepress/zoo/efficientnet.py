@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -55,6 +56,8 @@ class SameConv(nn.Sequential):
     in the conv itself when it is symmetric, else an explicit ``ZeroPad2d`` before it.
     """
 
+    out_hw: tuple[int, int]
+
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, hw: tuple[int, int],
                  groups: int = 1):
         (t, b), (lf, r) = (same_padding(hw[0], kernel, stride),
@@ -74,22 +77,30 @@ class SameConv(nn.Sequential):
         return self[-1]  # type: ignore[return-value]
 
 
-def conv_bn_act(cin: int, cout: int, kernel: int, stride: int, hw: tuple[int, int],
-                groups: int = 1, act: bool = True) -> nn.Sequential:
-    """``SameConv`` → BatchNorm (ε = 1e-3) → ReLU6 (or none)."""
-    conv = SameConv(cin, cout, kernel, stride, hw, groups)
-    layers: list[nn.Module] = [conv, nn.BatchNorm2d(cout, eps=BN_EPS)]
-    if act:
-        layers.append(nn.ReLU6(inplace=True))
-    seq = nn.Sequential(*layers)
-    seq.out_hw = conv.out_hw  # type: ignore[attr-defined]
-    return seq
+class ConvBNAct(nn.Sequential):
+    """``SameConv`` → BatchNorm (ε = 1e-3) → ReLU6 (or none); ``out_hw``: its output size."""
+
+    out_hw: tuple[int, int]
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, hw: tuple[int, int],
+                 groups: int = 1, act: bool = True):
+        conv = SameConv(cin, cout, kernel, stride, hw, groups)
+        layers: list[nn.Module] = [conv, nn.BatchNorm2d(cout, eps=BN_EPS)]
+        if act:
+            layers.append(nn.ReLU6(inplace=True))
+        super().__init__(*layers)
+        self.out_hw = conv.out_hw
+
+
+conv_bn_act = ConvBNAct
 
 
 class MBConv(nn.Module):
     """Mobile inverted bottleneck without squeeze-excitation: 1×1 expand, k×k depthwise, 1×1
     project; a residual add when the stride is 1 and the widths match.
     """
+
+    out_hw: tuple[int, int]
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int,
                  hw: tuple[int, int]):
@@ -127,7 +138,7 @@ class EfficientNetLite0(nn.Module):
         hw = (int(input_shape[1]), int(input_shape[2]))
         self.normalize = Normalize()
         self.stem = conv_bn_act(3, 32, 3, 2, hw)
-        hw = self.stem.out_hw  # type: ignore[assignment]
+        hw = self.stem.out_hw
         blocks: list[nn.Module] = []
         for repeats, k, s, e, cin, cout in STAGES:
             for i in range(repeats):
@@ -207,6 +218,12 @@ def load_pretrained(model: EfficientNetLite0, path: Path | None = None) -> Effic
     return model.eval()
 
 
+def _padded(conv_bn_act: nn.Module) -> bool:
+    """Whether a ``ConvBNAct``'s conv has an explicit ``ZeroPad2d`` (its conv is then ``.1``)."""
+    same = next(iter(conv_bn_act.children()))
+    return isinstance(next(iter(same.children())), nn.ZeroPad2d)
+
+
 def name_map(model: EfficientNetLite0) -> dict[str, str]:
     """Package tensor name → this model's (``_blocks.3._expand_conv.weight`` →
     ``blocks.3.conv.0.0.conv...``), covering every tensor of ``model``.
@@ -219,14 +236,14 @@ def name_map(model: EfficientNetLite0) -> dict[str, str]:
         for k in bn:
             m[f"{src_bn}.{k}"] = f"{dst}.1.{k}"
 
-    conv_bn("_conv_stem", "_bn0", "stem", len(model.stem[0]) == 2)
+    conv_bn("_conv_stem", "_bn0", "stem", _padded(model.stem))
     for i, block in enumerate(model.blocks):
-        parts = list(block.conv)
+        parts = list(cast(nn.Sequential, block.conv))
         names = (["_expand_conv", "_bn0"], ["_depthwise_conv", "_bn1"],
                  ["_project_conv", "_bn2"])[3 - len(parts):]
         for j, ((c, b), part) in enumerate(zip(names, parts, strict=True)):
             conv_bn(f"_blocks.{i}.{c}", f"_blocks.{i}.{b}", f"blocks.{i}.conv.{j}",
-                    len(part[0]) == 2)
+                    _padded(part))
     conv_bn("_conv_head", "_bn1", "head", False)
     m["_fc.weight"], m["_fc.bias"] = "classifier.weight", "classifier.bias"
     return m
