@@ -53,6 +53,7 @@ def train(model: str, *, out: str | os.PathLike, data: str | None = None,
     config = default_recipe(spec.name, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr,
                             train_subset=train_subset)
     ds = load_data(data or default_data())
+    ds.require_labels("edgepress train (cross-entropy)")
     net = _built(spec, ds, config.seed, weights)
     torch.set_num_threads(os.cpu_count() or 1)
     result = fit(net, ds, config, progress=progress)
@@ -79,6 +80,8 @@ def import_model(model: str, *, out: str | os.PathLike, data: str | None = None,
     ds = load_data(data or default_data())
     net = _built(spec, ds, seed, weights).eval()
     meta = _meta(spec, ds, {"imported": True}, seed, weights, splits=ds.splits_record())
+    if not ds.labelled:  # the model says how many classes it has
+        meta["architecture"]["num_classes"] = check_io(net, ds.input_shape, None, str(spec))
     meta["training"] = None
     return produce_run(out, net, meta)
 
@@ -90,16 +93,21 @@ def _built(spec: ModelSpec, ds, seed: int, weights: str | os.PathLike | None):  
     from .weights import load_weights_
 
     seed_everything(seed)  # the initial weights come from the seed too
-    net = create_model(spec, input_shape=ds.input_shape, num_classes=ds.num_classes)
+    classes = ds.num_classes if ds.labelled else UNLABELLED_CLASSES
+    net = create_model(spec, input_shape=ds.input_shape, num_classes=classes)
     if weights is not None:
         load_weights_(net, weights)
-    check_io(net, ds.input_shape, ds.num_classes, str(spec))
+    check_io(net, ds.input_shape, ds.num_classes if ds.labelled else None, str(spec))
     return net
 
 
-def check_io(net: torch.nn.Module, input_shape: tuple[int, ...], num_classes: int,
-             name: str) -> None:
-    """Run one image through ``net``: it must accept ``input_shape`` and give N×classes logits.
+UNLABELLED_CLASSES = 1000  # photos have no classes: a zoo model gets ImageNet's 1000
+
+
+def check_io(net: torch.nn.Module, input_shape: tuple[int, ...], num_classes: int | None,
+             name: str) -> int:
+    """Run one image through ``net``: it must accept ``input_shape`` and give N×classes logits
+    (``num_classes=None``: any number, for data without labels); return the number of classes.
 
     Raises:
         InputError: the model rejects the shape, or returns the wrong number of outputs.
@@ -115,15 +123,20 @@ def check_io(net: torch.nn.Module, input_shape: tuple[int, ...], num_classes: in
                          f"(N×C×H×W): {first}") from None
     finally:
         net.train(was_training)
+    if isinstance(out, torch.Tensor) and out.ndim == 2 and len(out) == 2 and \
+            num_classes is None and out.shape[1] > 1:
+        return int(out.shape[1])
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise InputError(f"model {name} returns {got} for 2 images; the data has "
-                         f"{num_classes} classes (expected [2, {num_classes}])")
+                         f"{num_classes or 'some'} classes (expected [2, "
+                         f"{num_classes or 'classes'}])")
+    return int(num_classes)
 
 
 def _meta(spec: ModelSpec, ds, config: dict, seed: int, weights, *, splits: dict) -> dict:  # noqa: ANN001
     meta = new_meta(zoo=spec.name, kwargs=spec.kwargs, input_shape=ds.input_shape,
-                    num_classes=ds.num_classes, data=ds.name, splits=splits, config=config,
+                    num_classes=ds.num_classes or UNLABELLED_CLASSES, data=ds.name, splits=splits, config=config,
                     seed=seed)
     if weights is not None:
         import hashlib

@@ -63,6 +63,10 @@ class Dataset:
     # a left-right mirrored image is still an image of the same class (clothing: yes; digits: no)
     mirror_invariant: bool = False
     classes: tuple[str, ...] | None = None  # class names, when the data has them (imagefolder)
+    # calibration images of their own (photos: disjoint from train); None: drawn from train
+    x_calib: np.ndarray | None = None
+    labelled: bool = True  # False: every y is -1 (photos); records report agreement instead
+    extra: dict = field(default_factory=dict)  # e.g. the photographs' manifest
 
     @property
     def streamed(self) -> bool:
@@ -81,11 +85,37 @@ class Dataset:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
 
     def splits_record(self) -> dict:
-        """Split sizes and index hashes, as ``model.json`` records them."""
-        return {
+        """Split sizes and index hashes, as ``model.json`` records them (and ``calib`` when the
+        data has its own calibration images).
+        """
+        rec = {
             s: {"size": int(len(self.split(s)[1])), "index_hash": self.index_hashes.get(s, "")}
             for s in ("train", "val", "test")
         }
+        if self.x_calib is not None:
+            rec["calib"] = {"size": int(len(self.x_calib)),
+                            "index_hash": self.index_hashes.get("calib", "")}
+        return rec
+
+    @property
+    def calibration_pool(self) -> tuple[np.ndarray, str]:
+        """The images calibration draws from and the split's name: ``calib`` when the data
+        has its own (photos), else ``train``.
+        """
+        return (self.x_train, "train") if self.x_calib is None else (self.x_calib, "calib")
+
+    def require_labels(self, what: str) -> None:
+        """Raise a clear error when ``what`` needs labels and this data has none.
+
+        >>> load_data("digits").require_labels("accuracy")  # labelled: nothing happens
+
+        Raises:
+            InputError: unlabelled data (the line says agreement is reported instead).
+        """
+        if not self.labelled:
+            raise InputError(f"{what} needs labels, and {self.name} has none: on unlabelled "
+                             "data edgepress reports agreement with a reference model (the "
+                             "parent run, or the first run of a compare) instead of accuracy")
 
     def sample(self, *, test: int | None = None, val: int | None = None) -> Dataset:
         """A copy whose test and / or validation split is a fixed random sample of that many
@@ -174,14 +204,18 @@ def parse_data_spec(spec: str) -> DataSpec:
                 raise InputError(f"{spec!r}: expected [test=N], [val=M] or [test=N,val=M] "
                                  "with positive numbers of images")
             sizes[key.strip()] = int(value)
-    key = base.split(":", 1)[0]
+    key = re.split("[:@]", base, maxsplit=1)[0]
     if key not in _LOADERS or "[" in base or "]" in base:
         raise InputError(f"unknown data {spec!r} (known: {', '.join(sorted(_LOADERS))}, npz:PATH, "
-                         "imagefolder:DIR)")
+                         "imagefolder:DIR, photos[:DIR])")
     if key == "imagefolder":
         from .imagefolder import parse_spec
 
         parse_spec(base)  # raises on a missing folder or a bad size
+    elif key == "photos":
+        from .photos import parse_photos_spec
+
+        parse_photos_spec(base)  # raises on a missing folder or a bad size
     elif key == "npz" and not base.partition(":")[2].strip():
         raise InputError("npz data needs a file: --data npz:PATH")
     return DataSpec(base, key, sizes.get("test"), sizes.get("val"))
@@ -214,9 +248,10 @@ def with_input_size(spec: str | None, size: str | None) -> str | None:
         return spec
     from .imagefolder import parse_size
 
-    if not spec or not spec.startswith("imagefolder:"):
-        raise InputError("--input-size resizes an image folder: use it with "
-                         "--data imagefolder:DIR")
+    if not spec or not (spec.startswith("imagefolder:") or spec.split(":")[0].split("@")[0]
+                        == "photos"):
+        raise InputError("--input-size resizes an image folder or photographs: use it with "
+                         "--data imagefolder:DIR or --data photos")
     h, w = parse_size(size)
     return f"{spec.split('@', 1)[0] if '@' in spec else spec}@{h}x{w}"
 
@@ -240,22 +275,27 @@ def calibration_indices(ds: Dataset, n: int, seed: int = 0) -> np.ndarray:
     """
     if n <= 0:
         raise InputError(f"calibration set must have at least one image (got {n})")
-    have = len(ds.y_train)
+    pool, split = ds.calibration_pool
+    have = len(pool)
+    what = "training split" if split == "train" else "calibration split"
     if n > have:
         if n != DEFAULT_CALIBRATION:
-            raise InputError(f"--calibration {n} asks for more images than the training split "
+            raise InputError(f"--calibration {n} asks for more images than the {what} "
                              f"of {ds.name} holds ({have}): give --calibration {have} or fewer")
-        note_once(f"calibration: {ds.name}'s training split has {have} images, fewer than the "
+        note_once(f"calibration: {ds.name}'s {what} has {have} images, fewer than the "
                    f"default {n}: calibrating on all {have} (--calibration N chooses)")
         n = have
     rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(len(ds.y_train), size=n, replace=False))
+    return np.sort(rng.choice(have, size=n, replace=False))
 
 
 def calibration_subset(ds: Dataset, n: int, seed: int = 0) -> tuple[np.ndarray, str]:
-    """``n`` training images for calibration and the hash of their indices."""
+    """``n`` calibration images (from train, or the data's own calibration split) and the hash
+    of their indices.
+    """
     idx = calibration_indices(ds, n, seed)
-    return ds.x_train[idx], _hash_indices(idx, "train")
+    pool, split = ds.calibration_pool
+    return pool[idx], _hash_indices(idx, split)
 
 
 def _hash_indices(idx: np.ndarray, tag: str) -> str:
@@ -390,6 +430,13 @@ def _as_labels(y: np.ndarray, n: int, path: Path, split: str) -> np.ndarray:
     if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
         raise InputError(f"{path}: y_{split} must be {n} non-negative integer labels")
     return y.astype(np.int64)
+
+
+@register_data("photos")
+def _load_photos(spec: str) -> Dataset:
+    from .photos import load_photos
+
+    return load_photos(spec)
 
 
 @register_data("imagefolder")

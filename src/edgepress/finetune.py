@@ -12,6 +12,11 @@ is mixed in (:func:`distilled`)::
 
     L = α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1 − α)·loss_fn(model, x, y)
 
+On data without labels (``photos``: every ``y`` is −1) there is no hard term: the loss is
+T²·KL alone, whatever ``alpha`` says — recovery without labels is distillation from the teacher
+(``teacher: parent``, the model before the step). Without a teacher such data cannot be trained
+on, and :func:`~edgepress.training.fit` says so.
+
 The student's logits are read from its one forward pass inside ``loss_fn`` (a forward hook), so
 distillation costs one teacher forward per batch and nothing more.
 
@@ -185,6 +190,11 @@ def distilled(loss_fn: Any, teacher: nn.Module, *, alpha: float, temperature: fl
     t = float(temperature)
 
     def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if bool((y < 0).all()):  # no labels (photos): the teacher's soft targets are the loss
+            with torch.no_grad():
+                target = teacher(x)
+            return F.kl_div(F.log_softmax(model(x) / t, dim=1), F.log_softmax(target / t, dim=1),
+                            reduction="batchmean", log_target=True) * (t * t)
         seen: list[torch.Tensor] = []
         handle = model.register_forward_hook(lambda m, i, out: seen.append(out))
         try:
@@ -198,4 +208,5 @@ def distilled(loss_fn: Any, teacher: nn.Module, *, alpha: float, temperature: fl
                         reduction="batchmean", log_target=True) * (t * t)
         return alpha * soft + (1.0 - alpha) * hard
 
+    loss.label_free = True  # type: ignore[attr-defined]  # works on unlabelled data
     return loss

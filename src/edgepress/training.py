@@ -156,6 +156,9 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, loss_fn: LossFn
     Returns:
         A :class:`TrainResult` with one history row per epoch.
     """
+    if not data.labelled and not getattr(loss_fn, "label_free", False):
+        raise InputError(f"{data.name} has no labels: a fine-tune on it must distil from a "
+                         "teacher (--finetune-teacher parent: the model before this step)")
     seed_everything(config.seed)
     data = data.subset(config.train_subset)
     y = torch.from_numpy(data.y_train)
@@ -194,7 +197,7 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, loss_fn: LossFn
                     after_step(step, total)
                 running += (float(loss.detach()) - running) / (b + 1)
                 bar.advance(loss=running)
-            val = accuracy(model, data.x_val, data.y_val)
+            val = accuracy(model, data.x_val, data.y_val) if data.labelled else None
             result.history.append({"epoch": epoch + 1, "loss": running, "val_accuracy": val})
             bar.epoch_done(epoch + 1, config.epochs, val)
     result.seconds = time.perf_counter() - t0
@@ -248,10 +251,18 @@ def _memory_format(model: nn.Module) -> torch.memory_format:
     return torch.channels_last if has_conv else torch.contiguous_format
 
 
+PREDICT_ELEMENTS = 4_000_000  # input values per inference batch (bounds activation memory)
+
+
 @torch.no_grad()
-def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Logits of ``model`` (in eval mode) on ``x``, as a float32 array."""
+def predict(model: nn.Module, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    """Logits of ``model`` (in eval mode) on ``x``, as a float32 array; by default in batches
+    of up to 1,000 images, fewer for large images (224×224 photographs: 26).
+    """
     model.eval()
+    if batch_size is None:
+        per = int(np.prod(x.shape[1:])) if len(x) else 1
+        batch_size = max(1, min(1000, PREDICT_ELEMENTS // max(per, 1)))
     out = [model(torch.from_numpy(x[i:i + batch_size])).float().numpy()
            for i in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
@@ -291,9 +302,10 @@ class _progress:
         if self.bar is not None:
             self.bar.update(self.task, advance=1, loss=loss)
 
-    def epoch_done(self, epoch: int, epochs: int, val: float) -> None:
+    def epoch_done(self, epoch: int, epochs: int, val: float | None) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, val=f"{val:.4f} (epoch {epoch}/{epochs})")
+            shown = "no labels" if val is None else f"{val:.4f}"
+            self.bar.update(self.task, val=f"{shown} (epoch {epoch}/{epochs})")
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

@@ -35,9 +35,17 @@ def steps_table(summary: dict):  # noqa: ANN201
              for r in summary["steps"]]
     for name, r, reused in rows:
         t.add_row(name, f"{r['params_nonzero']:,}/{r['params_total']:,}", f"{r['macs']:,}",
-                  f"{r['size_bytes']:,}", f"{r['size_gzip_bytes']:,}", f"{r['accuracy']:.4f}",
+                  f"{r['size_bytes']:,}", f"{r['size_gzip_bytes']:,}", _score(r),
                   f"{r['latency_ms']['median']:.4f}", reused)
     return t
+
+
+def _score(r: dict) -> str:
+    """Accuracy, or on unlabelled data the top-1 agreement with the parent."""
+    if r.get("accuracy") is not None:
+        return f"{r['accuracy']:.4f}"
+    a = (r.get("agreement") or {})
+    return f"agree {a['top1']:.4f}" if a else "-"
 
 
 def run(args: argparse.Namespace) -> int:  # noqa: D103

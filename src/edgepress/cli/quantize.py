@@ -47,6 +47,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="static: also write the per-layer sensitivity table and plot")
     p.add_argument("--profile", action="store_true",
                    help="print and save the per-operator time of fp32 vs quantized")
+    p.add_argument("--equalize", action="store_true", default=None,
+                   help="static: cross-layer equalisation first (BatchNorm folded, ReLU6 → ReLU, "
+                        "conv pairs' weight ranges evened out) so per-tensor int8 fits "
+                        "depthwise networks")
+    p.add_argument("--bias-correction", action="store_true", default=None,
+                   help="static: correct each layer's bias for the mean shift its weights' "
+                        "quantization error causes on the calibration images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -60,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         skip_layers=[s for s in args.skip_layers.split(",") if s.strip()],
         accuracy_budget=args.accuracy_budget, epochs=args.epochs, lr=args.lr,
         train_subset=args.train_subset, teacher=args.finetune_teacher,
-        alpha=args.finetune_alpha, temperature=args.finetune_temperature, seed=args.seed)
+        alpha=args.finetune_alpha, temperature=args.finetune_temperature,
+        equalize=args.equalize, bias_correction=args.bias_correction, seed=args.seed)
     record = quantize(args.target, config, out=args.out, data=data_spec(args),
                       sensitivity=args.sensitivity, profile=args.profile,
                       progress=not args.no_progress)
@@ -76,8 +84,10 @@ def _print_notes(out: str, record: dict, profile: bool) -> None:
 
     summary = json.loads((Path(out) / "quantize.json").read_text())
     val = summary["val_accuracy"]
-    print(f"quantized in {record['quantize_seconds']:.2f} s; val accuracy {val['fp32']:.4f} → "
-          f"{val['quantized']:.4f} ({-val['loss_pts']:+.2f} pts); float layers: "
+    scored = (f"val accuracy {val['fp32']:.4f} → {val['quantized']:.4f} "
+              f"({-val['loss_pts']:+.2f} pts)" if val.get("fp32") is not None else
+              f"val top-1 agreement with fp32 {val['agreement']['top1']:.4f} (no labels)")
+    print(f"quantized in {record['quantize_seconds']:.2f} s; {scored}; float layers: "
           f"{', '.join(record['float_layers']) or 'none'}")
     for f in (summary.get("mixed_precision") or {}).get("float_layers", []):
         print(f"  kept float: {f['layer']}: {f['reason']}")

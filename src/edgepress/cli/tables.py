@@ -58,7 +58,8 @@ def record_table(rec: dict) -> Table:
          f"{fmt_bytes(rec['size_bytes'])} ({fmt_bytes(rec['size_gzip_bytes'])})"),
         ("accuracy (95% CI)",
          f"{100 * rec['accuracy']:.2f}% [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}] "
-         f"n={rec['n_test']:,}"),
+         f"n={rec['n_test']:,}" if rec["accuracy"] is not None else
+         f"no labels: agreement with the reference below, n={rec['n_test']:,}"),
         ("latency median / p90", f"{lat['median']:.4f} / {lat['p90']:.4f} ms ({lat['runs']} runs"
          + _quiet_note(lat) + ")"),
         ("load time", f"{rec['load_ms']:.1f} ms"),
@@ -69,6 +70,11 @@ def record_table(rec: dict) -> Table:
         f = rec["fidelity"]
         rows.append(("fidelity vs parent", f"top-1 agreement {f['top1_agreement']:.4f}, "
                      f"logit SQNR {f['logit_sqnr_db']:.1f} dB"))
+    if rec["accuracy"] is None:
+        from ..report.table import score_cell
+
+        ref = (rec.get("agreement") or {}).get("reference")
+        rows.append((f"agreement vs {ref or 'a reference'}", score_cell(rec)))
     for k, v in rows:
         t.add_row(k, v)
     return t
@@ -118,6 +124,9 @@ def comparison_table(rows: list[dict], *, wide: bool = False) -> Table:
                 "runs kept", "speed-up [95% CI]", "all runs", "accuracy", "Δ pts [95% CI]", "p")
     else:
         cols = ("variant", "params", "MACs", "gzip", "ms", "speed-up", "acc %", "Δ pts")
+        if rows[0].get("accuracy") is None:  # no labels: agreement with the first run
+            cols = ("variant", "params", "MACs", "gzip", "ms", "speed-up", "top-1 agr %",
+                    "top-5 %")
     for col in cols:
         if col == "variant":
             t.add_column(col, justify="left", overflow="fold", min_width=8)
@@ -131,13 +140,14 @@ def comparison_table(rows: list[dict], *, wide: bool = False) -> Table:
                       fmt_bytes(r["size_gzip_bytes"]), f"{r['size_ratio']:.3f}",
                       f"{r['latency_ms']['median']:.4f}", f"{r['latency_ms']['p90']:.4f}",
                       runs_cell(r), f"{r['speedup']:.2f} [{lo:.2f}, {hi:.2f}]",
-                      f"{r.get('speedup_all', r['speedup']):.2f}", f"{r['accuracy']:.4f}",
+                      f"{r.get('speedup_all', r['speedup']):.2f}", _score4(r),
                       delta_cell(r), f"{r['p_value']:.3g}")
             continue
         same = "≈" if r.get("latency_change") == "no measurable change" else ""
         ci = r.get("accuracy_delta_ci95_pts")
-        delta = f"{r['accuracy_delta_pts']:+.2f}" + (
+        delta = (f"{r['accuracy_delta_pts']:+.2f}" + (
             f"\n[{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci and r is not rows[0] else "")
+            if r.get("accuracy_delta_pts") is not None else _top5(r))
         label = (f"{r['variant']} (= {r['same_deployment_as']})"
                  if r.get("same_deployment_as") else r["variant"])
         t.add_row(label, compact(r["params_nonzero"]),
@@ -145,8 +155,29 @@ def comparison_table(rows: list[dict], *, wide: bool = False) -> Table:
                   fmt_bytes(r["size_gzip_bytes"]), f"{r['latency_ms']['median']:.4g}",
                   f"{same}{r['speedup']:.2f}×" + (f"\n[{lo:.2f}, {hi:.2f}]"
                                                   if r is not rows[0] else ""),
-                  f"{100 * r['accuracy']:.2f}", delta)
+                  _score_pct(r), delta)
     return t
+
+
+def _score_pct(r: dict) -> str:
+    """Accuracy in %, or on unlabelled data the top-1 agreement with its CI's lower bound."""
+    if r.get("accuracy") is not None:
+        return f"{100 * r['accuracy']:.2f}"
+    a = r.get("agreement") or {}
+    return f"{100 * a['top1']:.2f}\n[≥{100 * a['top1_ci95'][0]:.1f}]" if a else "-"
+
+
+def _score4(r: dict) -> str:
+    if r.get("accuracy") is not None:
+        return f"{r['accuracy']:.4f}"
+    a = r.get("agreement") or {}
+    return f"agree {a['top1']:.4f}" if a else "-"
+
+
+def _top5(r: dict) -> str:
+    """Top-5 agreement and KL, the second figure of an unlabelled compare row."""
+    a = r.get("agreement") or {}
+    return f"{100 * a['top5']:.1f}\nKL {a['kl_mean']:.3f}" if a else "-"
 
 
 def table_markdown(table: Table) -> str:

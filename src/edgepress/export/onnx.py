@@ -29,6 +29,7 @@ from ..checkpoint import atomic_path
 
 OPSET = 18
 PARITY_ATOL = 1e-4
+LOGIT_SCALE = 10.0  # logits up to this are held to PARITY_ATOL; larger ones to atol·|z|/10
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
@@ -42,7 +43,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, input_shape: tuple
 
     The file is checked with ``onnx.checker`` and run in ONNX Runtime on ``check_inputs``
     (real images) at batch sizes 1 and ``len(check_inputs)``; the largest absolute logit
-    difference to PyTorch must be ``<= atol``.
+    difference to PyTorch must be ``<= atol`` (times |z|/10 when the largest logit |z| of the
+    first two images exceeds 10: float32 rounding grows with the values).
 
     Returns:
         The largest absolute difference seen.
@@ -64,9 +66,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, input_shape: tuple
         except onnx.checker.ValidationError as e:
             raise ExportError(f"exported ONNX fails onnx.checker: {e}") from None
         diff = parity(model, tmp, check_inputs)
-        if not diff <= atol:
+        with torch.no_grad():  # logits above 10 get a relative tolerance (float32 rounding)
+            tol = atol * max(1.0, float(model(example).abs().max()) / LOGIT_SCALE)
+        if not diff <= tol:
             raise ExportError(f"exported ONNX disagrees with PyTorch: max |Δlogit| = {diff:.3g} "
-                              f"> {atol:g}")
+                              f"> {tol:.3g}")
     return diff
 
 

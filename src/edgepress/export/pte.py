@@ -235,9 +235,11 @@ def delegation_report(edge: Any) -> dict:
 QuantizerFor = Callable[[Run, nn.Module, Any], GraphQuantizer]
 
 
-def export_run_pte(run: Run, quantizer_for: QuantizerFor | None = None) -> Path:
+def export_run_pte(run: Run, quantizer_for: QuantizerFor | None = None,
+                   prepare: Any = None) -> Path:
     """Write ``RUN/model.pte`` (and ``model.pte.json``): fp32, or quantized by the backend's
-    ``quantizer_for(run, model, data)`` (an int8 run: ``edgepress.quantize.xnnpack``).
+    ``quantizer_for(run, model, data)`` (an int8 run: ``edgepress.quantize.xnnpack``), after
+    ``prepare(run, model, data) -> model`` (equalisation, bias correction) when given.
 
     Raises:
         InputError: ExecuTorch is missing; an int8 run without a quantizer.
@@ -251,6 +253,8 @@ def export_run_pte(run: Run, quantizer_for: QuantizerFor | None = None) -> Path:
     precision = (run.meta.get("deployment") or {}).get("precision", "fp32")
     if precision != "fp32" and quantizer_for is None:
         raise InputError(f"run {run.name!r} is {precision}: its pte needs a quantizer")
+    if prepare is not None:
+        model = prepare(run, model, data)
     quantizer = None if quantizer_for is None else quantizer_for(run, model, data)
     export_pte(model, run.file(PTE), input_shape=run.input_shape, check_inputs=data.x_val,
                quantizer=quantizer)

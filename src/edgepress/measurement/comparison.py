@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from .agreement import agreement, agreement_p_value
 from .record import measure_all
 from .stats import (
     bootstrap_speedup,
@@ -52,7 +53,7 @@ def compare(specs: list[str | os.PathLike], *, data: str | None = None,
     The first model is the reference: speed-up 1, p-value 1. ``seconds``: timed seconds per
     model (default :func:`~.latency.timed_seconds`).
     """
-    records, correct, _ = measure_all(specs, data=data, runtime=runtime, threads=threads,
+    records, correct, ds = measure_all(specs, data=data, runtime=runtime, threads=threads,
                                       batch=batch, reference_again=True, progress=progress,
                                       seconds=seconds, split=split)
     ref = records[0]
@@ -63,16 +64,40 @@ def compare(specs: list[str | os.PathLike], *, data: str | None = None,
             rec["variant"] = variants[i]
         _ratios(rec, ref, i == 0, floor)
         rec["size_ratio"] = rec["size_gzip_bytes"] / ref["size_gzip_bytes"]
-        rec["accuracy_delta_pts"] = 100.0 * (rec["accuracy"] - ref["accuracy"])
-        rec["accuracy_delta_ci95_pts"] = [100.0 * v for v in
-                                          paired_delta_ci(correct[0], correct[i])]
-        rec["p_value"] = 1.0 if i == 0 else mcnemar_exact(correct[0], correct[i])
+        if ds.labelled:
+            rec["accuracy_delta_pts"] = 100.0 * (rec["accuracy"] - ref["accuracy"])
+            rec["accuracy_delta_ci95_pts"] = [100.0 * v for v in
+                                              paired_delta_ci(correct[0], correct[i])]
+            rec["p_value"] = 1.0 if i == 0 else mcnemar_exact(correct[0], correct[i])
+    if not ds.labelled:
+        _agreements(records)
     for rec in records:
-        rec.pop("_latency_samples_ms")
-        rec.pop("_latency_all_ms")
+        for key in ("_latency_samples_ms", "_latency_all_ms", "_logits"):
+            rec.pop(key)
     records[-1]["variant"] = REFERENCE_AGAIN
     _same_deployments(records[:-1])
     return records
+
+
+def _agreements(records: list[dict]) -> None:
+    """On data without labels: each row's ``agreement`` with the first run (the reference),
+    ``accuracy_delta_pts: null``, ``agreement_delta_pts`` (top-1 agreement lost, in points),
+    ``p_value`` (exact McNemar of the row's agreements against the reference's own, which are
+    all 1: are any predictions changed at all) and ``agreement_p_values`` (against every other
+    measured row: does one follow the reference where the other does not).
+    """
+    ref = records[0]
+    z0 = ref["_logits"]
+    for rec in records:
+        rec["agreement"] = agreement(z0, rec["_logits"], ref["variant"])
+        rec["accuracy_delta_pts"] = None
+        rec["agreement_delta_pts"] = 100.0 * (rec["agreement"]["top1"] - 1.0)
+        rec["p_value"] = agreement_p_value(z0, z0, rec["_logits"])
+    rows = records[:-1]  # the reference's second session is not a variant
+    for rec in rows:
+        rec["agreement_p_values"] = {o["variant"]: agreement_p_value(z0, rec["_logits"],
+                                                                     o["_logits"])
+                                     for o in rows if o is not rec}
 
 
 def _same_deployments(rows: list[dict]) -> None:

@@ -30,9 +30,11 @@ from .graph import count_params, load_onnx, mac_report
 from .latency import time_interleaved
 from .machine import machine_info, versions
 from .size import file_sha256, file_sizes
+from .agreement import agreement
 from .stats import sqnr_db, wilson_ci
 
 EVAL_BATCH = 256
+EVAL_ELEMENTS = 4_000_000  # input values a chunk: bounds the runtime's activation memory
 
 
 @dataclass
@@ -170,8 +172,11 @@ def shape_for(session: Session, x: np.ndarray, where: str) -> np.ndarray:
 
 
 def predict_session(session: Session, x: np.ndarray) -> np.ndarray:
-    """Logits for all of ``x``, in the model's fixed batch or in chunks of ``EVAL_BATCH``."""
-    step = session.fixed_batch or EVAL_BATCH
+    """Logits for all of ``x``, in the model's fixed batch or in chunks of ``EVAL_BATCH``
+    (fewer for large images: about 4 M input values a chunk).
+    """
+    per = int(np.prod(x.shape[1:])) if len(x) else 1
+    step = session.fixed_batch or max(1, min(EVAL_BATCH, EVAL_ELEMENTS // max(per, 1)))
     out = []
     for i in range(0, len(x), step):
         chunk = x[i:i + step]
@@ -218,15 +223,31 @@ def _fidelity(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int,
         return None  # the parent run was moved or deleted: no fidelity figure, not an error
     return {"parent": str(parent),
             "top1_agreement": float((ref.argmax(1) == loaded.logits.argmax(1)).mean()),
-            "logit_sqnr_db": sqnr_db(ref, loaded.logits)}
+            "logit_sqnr_db": sqnr_db(ref, loaded.logits), "_logits": ref}
+
+
+def _scores(loaded: _Loaded, ds: Dataset, fidelity: dict | None) -> dict:
+    """The record's accuracy fields — or, on data without labels, ``accuracy: null`` and the
+    ``agreement`` with the parent (``null`` without one; a compare puts its first run there).
+    """
+    if ds.labelled:
+        correct = loaded.logits.argmax(1) == ds.y_test
+        return {"accuracy": float(correct.mean()),
+                "accuracy_ci95": list(wilson_ci(int(correct.sum()), len(correct)))}
+    ref = fidelity.get("_logits") if fidelity else None
+    return {"accuracy": None, "accuracy_ci95": None,
+            "agreement": None if ref is None else agreement(ref, loaded.logits,
+                                                            fidelity["parent"])}
 
 
 def _record(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int, batch: int,
             xb: np.ndarray, known: dict[str, np.ndarray] | None = None) -> dict:
     t = loaded.target
     size, size_gz = file_sizes(t.path)
-    correct = loaded.logits.argmax(1) == ds.y_test
-    acc = float(correct.mean())
+    fidelity = _fidelity(loaded, runtime, ds, threads, known)
+    scores = _scores(loaded, ds, fidelity)
+    if fidelity:
+        fidelity.pop("_logits")
     kernels, kernel_us = loaded.session.kernels(xb)
     prov = t.run.meta.get("provenance", {}) if t.run else {}
     rss = runtime.peak_rss(t.path, threads=threads, x=xb)  # peak, baseline, includes torch
@@ -237,15 +258,15 @@ def _record(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int, batch:
         threads=threads, batch=batch, machine=machine_info(), versions=versions(),
         **t.count((1, *loaded.x.shape[1:])),  # params_total, params_nonzero, macs, counts_from
         size_bytes=size, size_gzip_bytes=size_gz,
-        accuracy=acc, accuracy_ci95=list(wilson_ci(int(correct.sum()), len(correct))),
+        accuracy=scores.pop("accuracy"), accuracy_ci95=scores.pop("accuracy_ci95"),
         latency_ms={}, load_ms=float(loaded.session.load_ms),
         **rss, peak_rss_model_mb=max(0.0, rss["peak_rss_mb"] - rss["rss_baseline_mb"]),
         kernels=kernels, kernel_time_us=kernel_us,
-        fidelity=_fidelity(loaded, runtime, ds, threads, known),
+        fidelity=fidelity,
         fidelity_note=t.run.parent_note() if t.run else None,
         deployment=(t.run.meta.get("deployment") if t.run else
                     {"format": t.path.suffix.lstrip("."), "source": str(t.path)}),
-        file=str(t.path), extra=extras).to_dict()
+        file=str(t.path), extra={**extras, **scores}).to_dict()
 
 
 def _runner(session: Session, x: np.ndarray) -> Callable[[], object]:
@@ -274,7 +295,9 @@ def measure_all(specs: list[str | os.PathLike], *, data: str | None = None,
         ``(records, correct, dataset)``: one contract record per target, each target's
         per-example correctness on the test split, and the dataset used. Each record also holds
         ``_latency_samples_ms`` (the kept runs: the same rounds for every model) and
-        ``_latency_all_ms`` (every run), for the caller to pop.
+        ``_latency_all_ms`` (every run) and ``_logits`` (its test logits), for the caller to
+        pop. On data without labels (``photos``) ``correct`` compares with no label: use the
+        logits (:mod:`.agreement`).
 
     Raises:
         InputError: bad paths, data, thread or batch counts, or shapes that do not fit.
@@ -321,6 +344,10 @@ def measure_all(specs: list[str | os.PathLike], *, data: str | None = None,
         rec["_latency_samples_ms"] = tm.kept  # quiet rounds: the same for every model
         rec["_latency_all_ms"] = tm.ms
     correct = [lo.logits.argmax(1) == ds.y_test for lo in loaded]
+    for rec, lo in zip(records, loaded, strict=False):
+        rec["_logits"] = lo.logits
+    if reference_again:
+        records[-1]["_logits"] = loaded[0].logits
     return records, correct, ds
 
 
@@ -356,8 +383,8 @@ def measure(spec: str | os.PathLike, *, data: str | None = None, runtime: str = 
     """Measure one run directory or deployment file; return its record (see the contract)."""
     records, _, _ = measure_all([spec], data=data, runtime=runtime, threads=threads, batch=batch,
                                 progress=progress)
-    records[0].pop("_latency_samples_ms")
-    records[0].pop("_latency_all_ms")
+    for key in ("_latency_samples_ms", "_latency_all_ms", "_logits"):
+        records[0].pop(key)
     return records[0]
 
 
@@ -377,14 +404,14 @@ def measure_untimed(spec: str | os.PathLike, *, data: str | None = None) -> dict
     ds = load_data(resolve_data(t, data))
     lo = _load(t, rt, ds, threads=1)
     size, size_gz = file_sizes(t.path)
-    correct = lo.logits.argmax(1) == ds.y_test
+    fidelity = _fidelity(lo, rt, ds, 1) if not ds.labelled else None
+    scores = _scores(lo, ds, fidelity)
     prov = t.run.meta.get("provenance", {}) if t.run else {}
     return {"schema": 1, "timed": False, "model": t.model_name, "variant": t.label,
             "data": ds.name, "n_test": int(len(ds.y_test)), "seed": prov.get("seed"),
             "runtime": rt.name, "runtime_version": rt.version(), "threads": 1, "batch": 1,
             "machine": machine_info(), **t.count((1, *lo.x.shape[1:])),
-            "size_bytes": size, "size_gzip_bytes": size_gz, "accuracy": float(correct.mean()),
-            "accuracy_ci95": list(wilson_ci(int(correct.sum()), len(correct))),
+            "size_bytes": size, "size_gzip_bytes": size_gz, **scores,
             "latency_ms": None, "kernels": None, "peak_rss_mb": None, "fidelity": None,
             "deployment": t.run.meta.get("deployment") if t.run else None, "file": str(t.path),
             "deployment_sha256": file_sha256(t.path)}

@@ -31,7 +31,8 @@ QAT_LR = 1e-4  # QAT's peak rate: fake-quant fine-tuning wants a small, fixed st
 
 # Which optional fields each mode accepts (the others must be left unset).
 _ACCEPTS: dict[str, set[str]] = {
-    "static": {"calib_method", "calibration", "bits", "accuracy_budget", "reduce_range"},
+    "static": {"calib_method", "calibration", "bits", "accuracy_budget", "reduce_range",
+               "equalize", "bias_correction"},
     "dynamic": {"bits", "reduce_range"},
     "qat": {"calib_method", "calibration", "bits", "group_size", "epochs", "lr", "reduce_range",
             "train_subset", "teacher", "alpha", "temperature"},
@@ -41,9 +42,11 @@ _FLAG = {"calib_method": "--calib-method", "calibration": "--calibration", "bits
          "group_size": "--group-size", "accuracy_budget": "--accuracy-budget",
          "epochs": "--epochs", "lr": "--lr", "reduce_range": "reduce_range",
          "train_subset": "--train-subset", "teacher": "--finetune-teacher",
-         "alpha": "--finetune-alpha", "temperature": "--finetune-temperature"}
+         "alpha": "--finetune-alpha", "temperature": "--finetune-temperature",
+         "equalize": "--equalize", "bias_correction": "--bias-correction"}
 _DEFAULTS: dict[str, dict[str, Any]] = {
-    "static": {"calib_method": "minmax", "calibration": DEFAULT_CALIBRATION, "bits": 8},
+    "static": {"calib_method": "minmax", "calibration": DEFAULT_CALIBRATION, "bits": 8,
+               "equalize": False, "bias_correction": False},
     "dynamic": {"bits": 8},
     "qat": {"calib_method": "minmax", "calibration": DEFAULT_CALIBRATION, "bits": 8,
             "epochs": 2, "lr": QAT_LR, "teacher": "none", "alpha": 0.7, "temperature": 4.0},
@@ -77,6 +80,12 @@ class QuantConfig:
             :func:`resolve_reduce_range` when quantizing, and recorded: x86 CPUs without VNNI
             saturate the u8·s8 products of ONNX Runtime's fused kernels with full-range weights
             (measured: logit SQNR 16 dB instead of 41 dB on LeNet-5), with VNNI they do not.
+        equalize: static: cross-layer equalisation before quantizing (Nagel et al. 2019, as
+            AIMET does it): BatchNorm folded, ReLU6 made ReLU, and the weight ranges of every
+            conv → ReLU → conv pair evened out by per-channel scales that leave the fp32
+            function unchanged — so that one scale per tensor fits depthwise layers.
+        bias_correction: static: each layer's bias absorbs the mean shift its weights'
+            quantization error causes on the calibration images (empirical bias correction).
         seed: picks the calibration images (and seeds QAT).
 
     Raises:
@@ -98,6 +107,8 @@ class QuantConfig:
     teacher: str | None = None
     alpha: float | None = None
     temperature: float | None = None
+    equalize: bool | None = None
+    bias_correction: bool | None = None
     seed: int = 0
     version: int = CONFIG_VERSION  # of this config's format
 
@@ -157,6 +168,9 @@ class QuantConfig:
             raise InputError(f"--epochs must be >= 1 (got {self.epochs})")
         if self.lr is not None and not self.lr > 0:
             raise InputError(f"--lr must be > 0 (got {self.lr})")
+        for name in ("equalize", "bias_correction"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise InputError(f"{_FLAG[name]} is true or false (got {getattr(self, name)!r})")
         if isinstance(self.skip_layers, str):
             raise InputError("skip_layers must be a list of layer names")
         if self.train_subset is not None and (not isinstance(self.train_subset, int)

@@ -139,7 +139,10 @@ def export_quantized(run: Run) -> Path:
     data = load_data(run.meta["data"])
     with tempfile.TemporaryDirectory(prefix="edgepress-export.") as w:
         work = Path(w)
-        fp32 = export_fp32(run.build_model(), work / "fp32.onnx", run.input_shape, data)
+        from .equalize import prepare_for_quantization
+
+        model, _ = prepare_for_quantization(run.build_model(), config, data)
+        fp32 = export_fp32(model, work / "fp32.onnx", run.input_shape, data)
         info = build_quantized(fp32, work / "q.onnx", config, data, work)
         recorded = dep.get("calibration_indices_hash")
         if recorded and info.get("calibration_indices_hash") != recorded:

@@ -252,7 +252,7 @@ def _quantize_in(src: Source, config: QuantConfig, ds: Dataset, work: Path, sens
                  profile: bool, progress: bool) -> Outcome:
     model, report, files = src.model, {}, {}
     if config.mode != "qat":  # QAT exports its fine-tuned model instead
-        fp32 = _fp32_onnx(src, ds, work)
+        fp32 = _fp32_onnx(src, ds, work, config, report)
     else:
         _check_shape(src, ds)
         model = copy.deepcopy(src.model)
@@ -260,6 +260,9 @@ def _quantize_in(src: Source, config: QuantConfig, ds: Dataset, work: Path, sens
         if src.run is not None:  # export what model.safetensors will hold
             model = _as_saved(model, src.run, work)
         fp32 = export_fp32(model, work / "fp32-qat.onnx", tuple(ds.input_shape), ds)
+    if config.accuracy_budget is not None or sensitivity:
+        ds.require_labels("--accuracy-budget" if config.accuracy_budget is not None
+                          else "--sensitivity")
     if config.mode == "static" and (config.accuracy_budget is not None or sensitivity):
         config, extra = _mixed(fp32, config, ds, work / "search", sensitivity)
         files.update({p.name: p for p in extra.pop("_files", [])})
@@ -281,12 +284,22 @@ def _check_shape(src: Source, ds: Dataset) -> None:
                          f"{src.run.name!r} takes {list(src.run.input_shape)} (wrong --data?)")
 
 
-def _fp32_onnx(src: Source, ds: Dataset, work: Path) -> Path:
+def _fp32_onnx(src: Source, ds: Dataset, work: Path, config: QuantConfig,
+               report: dict) -> Path:
+    """The fp32 ONNX file the quantizer starts from: the parent's, or the PyTorch model
+    exported — equalised and bias-corrected first when the config says so."""
     if src.model is None:
         assert src.onnx is not None
+        if config.equalize or config.bias_correction:
+            raise InputError("--equalize and --bias-correction change PyTorch weights; "
+                             f"{src.parent} is an ONNX file without them")
         return src.onnx
     _check_shape(src, ds)
-    return export_fp32(src.model, work / "fp32.onnx", tuple(ds.input_shape), ds)
+    from .equalize import prepare_for_quantization
+
+    model, done = prepare_for_quantization(src.model, config, ds)
+    report.update(done)
+    return export_fp32(model, work / "fp32.onnx", tuple(ds.input_shape), ds)
 
 
 def _as_saved(model, run: Run, work: Path):  # noqa: ANN001, ANN202
@@ -335,7 +348,11 @@ def _mixed(fp32: Path, config: QuantConfig, ds: Dataset, work: Path,
 
 
 def _val_accuracies(src: Source, fp32: Path, quantized: Path, ds: Dataset) -> dict:
-    """Validation accuracy of the parent (fp32) and of the quantized model."""
+    """Validation accuracy of the parent (fp32) and of the quantized model; on data without
+    labels the quantized model's top-1 agreement with the fp32 one instead (accuracies null).
+    """
+    if not ds.labelled:
+        return _val_agreement(src, fp32, quantized, ds)
     if src.model is not None:  # the parent's own weights (QAT's fp32 export is fine-tuned)
         from ..training import accuracy
 
@@ -344,6 +361,21 @@ def _val_accuracies(src: Source, fp32: Path, quantized: Path, ds: Dataset) -> di
         a = OnnxEval(fp32).accuracy(ds.x_val, ds.y_val)
     b = OnnxEval(quantized).accuracy(ds.x_val, ds.y_val)
     return {"fp32": a, "quantized": b, "loss_pts": 100.0 * (a - b)}
+
+
+def _val_agreement(src: Source, fp32: Path, quantized: Path, ds: Dataset) -> dict:
+    from ..measurement.agreement import agreement
+
+    if src.model is not None:
+        from ..training import predict
+
+        ref = predict(src.model.eval(), ds.x_val)
+    else:
+        ref = OnnxEval(fp32).logits(ds.x_val)
+    a = agreement(ref, OnnxEval(quantized).logits(ds.x_val), "fp32")
+    return {"fp32": None, "quantized": None, "agreement": a,
+            "loss_pts": 100.0 * (1.0 - a["top1"]),
+            "scored_by": "top-1 agreement with the fp32 model (the data has no labels)"}
 
 
 def _profile(fp32: Path, quantized: Path, ds: Dataset) -> dict:

@@ -163,9 +163,19 @@ def xnnpack_quant(run: Run, model: nn.Module, data: Any) -> XnnpackQuant:
                     calib_batch=CALIB_BATCH, skip_modules=skips, recorded=record)
 
 
+def _prepared(run: Run, model: nn.Module, data: Any) -> nn.Module:
+    """The model XNNPACK's quantizer sees: equalised / bias-corrected as the run records
+    (bias correction rounds as XNNPACK does: full-range int8 weights)."""
+    from .equalize import prepare_for_quantization
+
+    dep = run.meta.get("deployment") or {}
+    config = QuantConfig.from_dict(dep.get("quantization") or {})
+    return prepare_for_quantization(model, config, data, reduce_range=False)[0]
+
+
 def export_run_pte_int8(run: Run) -> Path:
     """Write an int8 run's ``model.pte``: its recorded quantization re-applied for XNNPACK."""
-    return export_run_pte(run, xnnpack_quant)
+    return export_run_pte(run, xnnpack_quant, prepare=_prepared)
 
 
 register_exporter("pte", "int8")(export_run_pte_int8)

@@ -54,7 +54,7 @@ STEPS_DIR = "steps"
 STEP_FILE = "step.json"
 SUMMARY = "compress.json"
 ROW_FIELDS = ("params_total", "params_nonzero", "macs", "size_bytes", "size_gzip_bytes",
-              "accuracy", "accuracy_ci95", "latency_ms", "fidelity")
+              "accuracy", "accuracy_ci95", "agreement", "latency_ms", "fidelity")
 _STEP_DIR = re.compile(r"^\d\d-[\w-]+$")
 
 

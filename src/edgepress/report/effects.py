@@ -110,6 +110,14 @@ def _why(rec: dict, ref: dict) -> str:
 
 
 def _accuracy(rec: dict) -> str:
+    if rec.get("accuracy_delta_pts") is None:  # no labels: how closely it follows the reference
+        a = rec.get("agreement") or {}
+        if not a:
+            return "no labels and no reference: fidelity not measured"
+        lo = a["top1_ci95"][0]
+        return (f"agrees with {a['reference']} on {100 * a['top1']:.1f}% of the unlabelled "
+                f"images (top-1, 95% CI from {100 * lo:.1f}%; top-5 {100 * a['top5']:.1f}%, "
+                f"KL {a['kl_mean']:.3f})")
     d, p = rec["accuracy_delta_pts"], rec["p_value"]
     ci = rec.get("accuracy_delta_ci95_pts")
     ci_text = f", 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""

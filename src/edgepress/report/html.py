@@ -13,7 +13,7 @@ import html
 from pathlib import Path
 
 from .effects import effect_sentence
-from .table import delta_cell, runs_cell, speedup_all_cell, variant_cell
+from .table import delta_cell, runs_cell, score_cell, speedup_all_cell, variant_cell
 
 _CSS = """
 *{box-sizing:border-box}
@@ -44,9 +44,7 @@ _COLUMNS = [("variant", variant_cell), ("runtime", lambda r: r["runtime"]),
             ("speed-up [95% CI]", lambda r: f"{r['speedup']:.2f}× [{r['speedup_ci95'][0]:.2f}, "
                                             f"{r['speedup_ci95'][1]:.2f}]"),
             ("speed-up, all runs (noise floor)", speedup_all_cell),
-            ("accuracy [95% CI]", lambda r: f"{100 * r['accuracy']:.2f}% "
-                                            f"[{100 * r['accuracy_ci95'][0]:.2f}, "
-                                            f"{100 * r['accuracy_ci95'][1]:.2f}]"),
+            ("accuracy [95% CI] (no labels: agreement)", score_cell),
             ("Δ pts [95% CI]", delta_cell),
             ("p-value", lambda r: f"{r['p_value']:.2g}")]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from .table import score
 
 from ..checkpoint import atomic_path
 from .pareto import pareto_front
@@ -83,7 +84,7 @@ def _scatter(records: list[dict], cost, xlabel: str, log: bool, path: Path) -> P
     fig, ax = plt.subplots(figsize=(8.0, 4.4), dpi=110)
     for k, runtime in enumerate(runtimes):
         recs = [r for r in records if r["runtime"] == runtime]
-        pts = [(cost(r), 100 * r["accuracy"]) for r in recs]
+        pts = [(cost(r), 100 * (score(r) or 0.0)) for r in recs]
         for r, (x, y) in zip(recs, pts, strict=True):
             ax.scatter([x], [y], color=color[r["variant"]], marker=_MARKERS[k % len(_MARKERS)],
                        s=48, zorder=3, edgecolors="black", linewidths=0.5)

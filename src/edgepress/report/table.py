@@ -79,10 +79,53 @@ def speedup_all_cell(r: dict) -> str:
 
 
 def delta_cell(r: dict) -> str:
-    """The accuracy delta with the CI of the paired difference, e.g. ``-0.14 [-0.41, +0.12]``."""
+    """The accuracy delta with the CI of the paired difference, e.g. ``-0.14 [-0.41, +0.12]``;
+    on data without labels the top-1 agreement lost (``agreement_delta_pts``).
+
+    >>> delta_cell({"accuracy_delta_pts": None, "agreement_delta_pts": -1.5})
+    '-1.50 (agreement)'
+    """
+    if r.get("accuracy_delta_pts") is None:
+        d = r.get("agreement_delta_pts")
+        return "n/a" if d is None else f"{d:+.2f} (agreement)"
     ci = r.get("accuracy_delta_ci95_pts")
     d = f"{r['accuracy_delta_pts']:+.2f}"
     return f"{d} [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else d
+
+
+def score(r: dict) -> float | None:
+    """What a row scores: its accuracy, or on data without labels its top-1 agreement with the
+    reference (``None`` when there is neither).
+
+    >>> score({"accuracy": None, "agreement": {"top1": 0.98}})
+    0.98
+    """
+    if r.get("accuracy") is not None:
+        return float(r["accuracy"])
+    a = r.get("agreement")
+    return float(a["top1"]) if a else None
+
+
+def score_cell(r: dict) -> str:
+    """Accuracy ± the half-width of its CI, or the agreement figures on unlabelled data.
+
+    >>> score_cell({"accuracy": 0.9, "accuracy_ci95": [0.88, 0.91]})
+    '90.00% ± 2.00'
+    >>> score_cell({"accuracy": None, "agreement": {"top1": 0.98, "top1_ci95": [0.97, 0.99],
+    ...             "top5": 1.0, "kl_mean": 0.01, "logit_sqnr_db": 20.0}})
+    'top-1 agreement 98.00% [97.00, 99.00], top-5 100.00%, KL 0.0100, SQNR 20.0 dB'
+    """
+    if r.get("accuracy") is not None:
+        a_lo, a_hi = r["accuracy_ci95"]
+        half = max(r["accuracy"] - a_lo, a_hi - r["accuracy"])
+        return f"{100 * r['accuracy']:.2f}% ± {100 * half:.2f}"
+    a = r.get("agreement")
+    if not a:
+        return "no labels, no reference"
+    lo, hi = a["top1_ci95"]
+    return (f"top-1 agreement {100 * a['top1']:.2f}% [{100 * lo:.2f}, {100 * hi:.2f}], "
+            f"top-5 {100 * a['top5']:.2f}%, KL {a['kl_mean']:.4f}, "
+            f"SQNR {a['logit_sqnr_db']:.1f} dB")
 
 
 def variant_cell(r: dict) -> str:
@@ -93,7 +136,7 @@ def variant_cell(r: dict) -> str:
 
 HEADER = ["variant", "runtime", "params (non-zero / total)", "MACs", "bytes", "gzip bytes",
           "latency median / p90 ms", "runs kept", "speed-up [95% CI]", "speed-up, all runs",
-          "accuracy ± 95% CI", "Δ pts [95% CI]", "p-value"]
+          "accuracy ± 95% CI (no labels: agreement)", "Δ pts [95% CI]", "p-value"]
 
 
 def markdown_table(records: list[dict]) -> str:
@@ -101,15 +144,13 @@ def markdown_table(records: list[dict]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for r in records:
         lo, hi = r["speedup_ci95"]
-        a_lo, a_hi = r["accuracy_ci95"]
-        half = max(r["accuracy"] - a_lo, a_hi - r["accuracy"])
         macs = f"{r['macs']:,}" + (" (incomplete)" if r.get("macs_incomplete") else "")
         cells = [variant_cell(r), r["runtime"],
                  f"{r['params_nonzero']:,} / {r['params_total']:,}", macs,
                  f"{r['size_bytes']:,}", f"{r['size_gzip_bytes']:,}",
                  f"{r['latency_ms']['median']:.4f} / {r['latency_ms']['p90']:.4f}",
                  runs_cell(r), f"{r['speedup']:.2f}× [{lo:.2f}, {hi:.2f}]", speedup_all_cell(r),
-                 f"{100 * r['accuracy']:.2f}% ± {100 * half:.2f}", delta_cell(r),
+                 score_cell(r), delta_cell(r),
                  f"{r['p_value']:.2g}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -75,8 +75,10 @@ class StepContext:
             return None
         if self.parent is None and ft.teacher == "parent":
             raise InputError("--finetune-teacher parent needs a parent run with PyTorch weights")
+        classes = self.data.num_classes or (  # data without labels: the parent's classes
+            self.parent.meta["architecture"]["num_classes"] if self.parent is not None else 0)
         return resolve_teacher(ft.teacher, self.parent, input_shape=self.data.input_shape,
-                               num_classes=self.data.num_classes)
+                               num_classes=classes)
 
     def parent_architecture(self) -> dict[str, Any]:
         """A copy of the parent run's ``architecture`` record (``{}`` without a parent run)."""

@@ -79,6 +79,18 @@ def run_step(name: str, target: str | os.PathLike | Run, config: Any, *,
     return StepRun(final, record, result.report)
 
 
+def _onnx_classes(path: Path | None) -> int:
+    """The number of logits an ONNX file declares (data without labels does not say)."""
+    import onnx
+
+    try:
+        dims = onnx.load(str(path), load_external_data=False).graph.output[0].type \
+            .tensor_type.shape.dim
+        return int(dims[-1].dim_value) or 1
+    except Exception:  # noqa: BLE001  # an undeclared shape: the record still needs a count
+        return 1
+
+
 def step_meta(ctx: StepContext, result: StepResult, final: Path | None = None
               ) -> dict[str, Any]:
     """The new run's ``model.json``: the step's architecture (or the parent's), the data and
@@ -88,7 +100,8 @@ def step_meta(ctx: StepContext, result: StepResult, final: Path | None = None
     arch = copy.deepcopy(result.architecture) if result.architecture is not None \
         else ctx.parent_architecture()
     if not arch:  # a plain ONNX parent
-        arch = {"input_shape": list(ds.input_shape), "num_classes": int(ds.num_classes),
+        arch = {"input_shape": list(ds.input_shape),
+                "num_classes": int(ds.num_classes) or _onnx_classes(ctx.onnx),
                 "onnx": str(ctx.onnx)}
     meta = new_meta(input_shape=tuple(arch["input_shape"]), num_classes=arch["num_classes"],
                     data=ds.name, splits=result.splits or ds.splits_record(),
