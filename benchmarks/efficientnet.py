@@ -73,10 +73,16 @@ def variants(out: Path, epochs: int) -> list[tuple[str, list[str]]]:
     ]
 
 
+def _confident(a: dict) -> str:
+    c = a.get("confident") or {}
+    return "" if c.get("top1") is None else f"{100 * c['top1']:.2f}% ({c['n']})"
+
+
 def table(rows: list[dict]) -> str:
     """The Markdown table of one compare (the reference's second session left out)."""
     head = ("| variant | params | MACs | gzip bytes | median ms | speed-up [95% CI] | "
-            "top-1 agreement [95% CI] | top-5 | KL | SQNR dB | p vs int8-channel | "
+            "top-1 agreement [95% CI] | top-1 where fp32 p ≥ 0.5 (n) | top-5 | KL | SQNR dB | "
+            "p vs int8-channel | "
             "peak RSS MB | kernels |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -91,7 +97,8 @@ def table(rows: list[dict]) -> str:
             f"{r['size_gzip_bytes']:,} | {r['latency_ms']['median']:.2f} | "
             f"{r['speedup']:.2f}× [{lo:.2f}, {hi:.2f}] | {100 * a['top1']:.2f}% "
             f"[{100 * a['top1_ci95'][0]:.2f}, {100 * a['top1_ci95'][1]:.2f}] | "
-            f"{100 * a['top5']:.1f}% | {a['kl_mean']:.3f} | {a['logit_sqnr_db']:.1f} | "
+            f"{_confident(a)} | {100 * a['top5']:.1f}% | {a['kl_mean']:.3f} | "
+            f"{a['logit_sqnr_db']:.1f} | "
             f"{'' if p is None else f'{p:.2g}'} | {r['peak_rss_mb']:.0f} | {kernels} |")
     return "\n".join(lines)
 
@@ -101,20 +108,28 @@ def main() -> None:  # noqa: D103
     ap.add_argument("--out", type=Path, default=HERE / "out" / "efficientnet")
     ap.add_argument("--epochs", type=int, default=2, help="distillation epochs after pruning")
     ap.add_argument("--runtimes", default="onnxruntime,executorch")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite the results file from the compare JSONs already in --out")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     log: list[str] = []
     t_all = time.perf_counter()
     made = variants(args.out, args.epochs)
-    for name, cmd in made:
-        if not (args.out / name / "metrics.json").is_file():
-            run(cmd, log)
     results = {}
+    for name, cmd in made:
+        if not args.report_only and not (args.out / name / "metrics.json").is_file():
+            run(cmd, log)
     for rt in args.runtimes.split(","):
         js = args.out / f"compare-{rt}.json"
-        run(["compare", *[str(args.out / n) for n, _ in made], "--runtime", rt, "--json",
-             str(js)], log)
+        if not args.report_only:
+            run(["compare", *[str(args.out / n) for n, _ in made], "--runtime", rt, "--json",
+                 str(js)], log)
         results[rt] = json.loads(js.read_text())
+    if args.report_only:
+        saved = args.out / "log.md"
+        log = saved.read_text().splitlines() if saved.is_file() else []
+    else:
+        (args.out / "log.md").write_text("\n".join(log) + "\n")
     wall = time.perf_counter() - t_all
     md = ["# EfficientNet-Lite0 without its training data (224×224, photos)", "",
           f"`python benchmarks/efficientnet.py --epochs {args.epochs}`: {wall / 60:.1f} min "

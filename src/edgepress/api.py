@@ -64,7 +64,8 @@ def train(model: str, *, out: str | os.PathLike, data: str | None = None,
 
 
 def import_model(model: str, *, out: str | os.PathLike, data: str | None = None,
-                 weights: str | os.PathLike | None = None, seed: int = 0) -> dict:
+                 weights: str | os.PathLike | None = None, seed: int = 0,
+                 timed: bool = True) -> dict:
     """A measured run from a model as it is, without training: a user's pretrained network
     (``weights``) or a zoo model.
 
@@ -83,7 +84,7 @@ def import_model(model: str, *, out: str | os.PathLike, data: str | None = None,
     if not ds.labelled:  # the model says how many classes it has
         meta["architecture"]["num_classes"] = check_io(net, ds.input_shape, None, str(spec))
     meta["training"] = None
-    return produce_run(out, net, meta)
+    return produce_run(out, net, meta, timed=timed)
 
 
 def _built(spec: ModelSpec, ds, seed: int, weights: str | os.PathLike | None):  # noqa: ANN001, ANN202
@@ -131,12 +132,13 @@ def check_io(net: torch.nn.Module, input_shape: tuple[int, ...], num_classes: in
         raise InputError(f"model {name} returns {got} for 2 images; the data has "
                          f"{num_classes or 'some'} classes (expected [2, "
                          f"{num_classes or 'classes'}])")
-    return int(num_classes)
+    return int(num_classes or 0)
 
 
 def _meta(spec: ModelSpec, ds, config: dict, seed: int, weights, *, splits: dict) -> dict:  # noqa: ANN001
     meta = new_meta(zoo=spec.name, kwargs=spec.kwargs, input_shape=ds.input_shape,
-                    num_classes=ds.num_classes or UNLABELLED_CLASSES, data=ds.name, splits=splits, config=config,
+                    num_classes=ds.num_classes or UNLABELLED_CLASSES, data=ds.name,
+                    splits=splits, config=config,
                     seed=seed)
     if weights is not None:
         import hashlib

@@ -434,9 +434,15 @@ def _as_labels(y: np.ndarray, n: int, path: Path, split: str) -> np.ndarray:
 
 @register_data("photos")
 def _load_photos(spec: str) -> Dataset:
-    from .photos import load_photos
+    from .photos import SPLITS, load_photos
 
-    return load_photos(spec)
+    p = load_photos(spec)
+    x = p["x"]
+    hashes = {s: _hash_indices(np.arange(len(x[s])), f"photos-{p['tag']}-{s}") for s in SPLITS}
+    y = {s: np.full(len(x[s]), -1, np.int64) for s in SPLITS}  # no labels
+    return Dataset(p["name"], x["train"], y["train"], x["val"], y["val"], x["test"], y["test"], 0,
+                   hashes, mirror_invariant=True, x_calib=x["calib"], labelled=False,
+                   extra={"manifest": p["manifest"]})
 
 
 @register_data("imagefolder")

@@ -22,9 +22,9 @@ train by ``i mod 10`` (0–3, 4, 5–6, 7–9), and each split gets as many crop
 its target number of images.
 
 Example:
-    >>> ds = load_photos("photos@32x32")
-    >>> ds.x_test.shape, len(ds.x_calib), ds.labelled
-    ((1029, 3, 32, 32), 512, False)
+    >>> p = load_photos("photos@32x32")
+    >>> p["x"]["test"].shape, len(p["x"]["calib"]), p["name"]
+    ((1029, 3, 32, 32), 512, 'photos@32x32')
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ DEFAULT_SIZE = (224, 224)
 SPLITS = ("test", "val", "calib", "train")
 TARGETS = {"test": 1029, "val": 192, "calib": 512, "train": 1344}  # images per split (a folder)
 MIN_AREA, MAX_ASPECT = 0.10, 4 / 3
-SKIMAGE_INSTALL = "pip install 'edgepress[pretrained]' (it brings scikit-image's sample photographs)"
+SKIMAGE_INSTALL = ("pip install 'edgepress[pretrained]' (it brings scikit-image's sample "
+                   "photographs)")
 
 
 @dataclass(frozen=True)
@@ -235,28 +236,23 @@ def crops(image: np.ndarray, name: str, n: int, hw: tuple[int, int]) -> np.ndarr
     return out
 
 
-def load_photos(spec: str) -> "Dataset":  # noqa: UP037
-    """The ``photos`` data set (see the module). Its ``extra["manifest"]`` lists the files.
+def load_photos(spec: str) -> dict:
+    """The ``photos`` images (see the module), for :func:`edgepress.data.load_data`:
+    ``{"name", "x": {split: float32 N×3×H×W}, "tag", "manifest"}`` (``tag`` hashes the files,
+    their splits and crops, and the size).
 
     Raises:
         InputError: a missing package, file or folder; a bad size; an unreadable photograph.
     """
-    from .data import Dataset, _hash_indices
-
     root, hw = parse_photos_spec(spec)
     rows = manifest() if root is None else folder_manifest(root)
     x: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     for row in rows:
         x[row["split"]].append(crops(read_photo(row["file"]), row["name"], row["crops"], hw))
     arrays = {s: np.concatenate(v).astype(np.float32) / 255.0 for s, v in x.items()}
-    digest = hashlib.sha256(repr([(r["sha256"], r["split"], r["crops"]) for r in rows]).encode())
-    tag = digest.hexdigest()[:12]
-    hashes = {s: _hash_indices(np.arange(len(arrays[s])), f"photos-{tag}-{s}-{hw}")
-              for s in SPLITS}
+    digest = hashlib.sha256(repr([(r["sha256"], r["split"], r["crops"]) for r in rows]
+                                 + [hw]).encode())
     name = "photos" if root is None else f"photos:{root}"
     if hw != DEFAULT_SIZE:
         name += f"@{hw[0]}x{hw[1]}"
-    unlabelled = {s: np.full(len(arrays[s]), -1, np.int64) for s in SPLITS}
-    return Dataset(name, arrays["train"], unlabelled["train"], arrays["val"], unlabelled["val"],
-                   arrays["test"], unlabelled["test"], 0, hashes, mirror_invariant=True,
-                   x_calib=arrays["calib"], labelled=False, extra={"manifest": rows})
+    return {"name": name, "x": arrays, "tag": digest.hexdigest()[:12], "manifest": rows}

@@ -117,13 +117,14 @@ def default_recipe(model_name: str, **overrides: Any) -> TrainConfig:
 class TrainResult:
     """What :func:`fit` did: per-epoch loss and validation accuracy, and the wall time."""
 
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, float | None]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def val_accuracy(self) -> float:
-        """Validation accuracy after the last epoch (nan if nothing ran)."""
-        return self.history[-1]["val_accuracy"] if self.history else math.nan
+        """Validation accuracy after the last epoch (nan if nothing ran or no labels)."""
+        val = self.history[-1]["val_accuracy"] if self.history else None
+        return math.nan if val is None else float(val)
 
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

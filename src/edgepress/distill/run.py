@@ -104,6 +104,10 @@ def open_teacher(target: str | os.PathLike | Run, data: str | None,
     t_run = target if isinstance(target, Run) else load_run(target)
     t_model = _frozen(t_run)
     ds = load_data(data or t_run.meta["data"])
+    if not ds.labelled:
+        raise InputError(f"distill trains a student beside a no-teacher twin on labels, and "
+                         f"{ds.name} has none; to recover a compressed model without labels, "
+                         "fine-tune it with --finetune-teacher parent")
     _check_shapes(t_run, ds)
     if config.cache_teacher and config.hint:
         raise InputError("a hint needs the teacher's features every batch; drop --cache-teacher")

@@ -9,6 +9,9 @@ first run) says:
 * **top-5 agreement**: the share where the reference's class is among the model's five best;
 * **mean KL divergence** KL(p_ref ‖ p) of the softmax distributions, in nats;
 * **logit SQNR** 10·log10(‖z_ref‖² / ‖z − z_ref‖²), in dB;
+* the top-1 agreement on the images the reference is **confident** about (its top class has
+  p ≥ 0.5): photographs of textures or crops without an ImageNet object sit on near-ties, where
+  any rounding flips the top class;
 * between two variants, an **exact McNemar test** on their paired agreements
   (:func:`agreement_p_value`): does one follow the reference on images where the other does not,
   more than chance allows?
@@ -28,6 +31,7 @@ import numpy as np
 from .stats import mcnemar_exact, sqnr_db, wilson_ci
 
 TOP_K = 5
+CONFIDENT = 0.5  # ``confident``: agreement on the images the reference gives p >= this
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -47,7 +51,7 @@ def kl_mean(reference: np.ndarray, other: np.ndarray) -> float:
 
 
 def topk_agreement(reference: np.ndarray, other: np.ndarray, k: int = TOP_K) -> np.ndarray:
-    """Per image: is the reference's top-1 class among ``other``'s ``k`` best?
+    """Per image: whether the reference's top-1 class is among ``other``'s ``k`` best.
 
     >>> topk_agreement(np.array([[0.0, 1.0, 2.0]]), np.array([[2.0, 1.0, 0.0]]), k=2).tolist()
     [False]
@@ -58,7 +62,7 @@ def topk_agreement(reference: np.ndarray, other: np.ndarray, k: int = TOP_K) -> 
 
 
 def agrees(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Per image: do both pick the same class (top-1)?"""
+    """Per image: whether both pick the same class (top-1)."""
     return np.asarray(reference).argmax(1) == np.asarray(other).argmax(1)
 
 
@@ -71,10 +75,13 @@ def agreement(reference: np.ndarray, other: np.ndarray, name: str) -> dict:
     if reference.shape != other.shape:
         raise ValueError(f"logits of shape {other.shape} against a reference of {reference.shape}")
     same = agrees(reference, other)
+    sure = np.exp(_log_softmax(reference).max(axis=1)) >= CONFIDENT
     return {"reference": name, "n": int(len(same)), "top1": float(same.mean()),
             "top1_ci95": list(wilson_ci(int(same.sum()), len(same))),
             "top5": float(topk_agreement(reference, other).mean()),
-            "kl_mean": kl_mean(reference, other), "logit_sqnr_db": sqnr_db(reference, other)}
+            "kl_mean": kl_mean(reference, other), "logit_sqnr_db": sqnr_db(reference, other),
+            "confident": {"p_min": CONFIDENT, "n": int(sure.sum()),
+                          "top1": float(same[sure].mean()) if sure.any() else None}}
 
 
 def agreement_p_value(reference: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:

@@ -26,11 +26,11 @@ from ..data import Dataset, default_data, load_data
 from ..errors import InputError
 from ..records import MeasurementRecord
 from ..runtimes import Runtime, Session, get_runtime
+from .agreement import agreement
 from .graph import count_params, load_onnx, mac_report
 from .latency import time_interleaved
 from .machine import machine_info, versions
 from .size import file_sha256, file_sizes
-from .agreement import agreement
 from .stats import sqnr_db, wilson_ci
 
 EVAL_BATCH = 256
@@ -234,10 +234,10 @@ def _scores(loaded: _Loaded, ds: Dataset, fidelity: dict | None) -> dict:
         correct = loaded.logits.argmax(1) == ds.y_test
         return {"accuracy": float(correct.mean()),
                 "accuracy_ci95": list(wilson_ci(int(correct.sum()), len(correct)))}
-    ref = fidelity.get("_logits") if fidelity else None
+    if not fidelity or fidelity.get("_logits") is None:
+        return {"accuracy": None, "accuracy_ci95": None, "agreement": None}
     return {"accuracy": None, "accuracy_ci95": None,
-            "agreement": None if ref is None else agreement(ref, loaded.logits,
-                                                            fidelity["parent"])}
+            "agreement": agreement(fidelity["_logits"], loaded.logits, fidelity["parent"])}
 
 
 def _record(loaded: _Loaded, runtime: Runtime, ds: Dataset, threads: int, batch: int,

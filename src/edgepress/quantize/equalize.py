@@ -71,7 +71,8 @@ class ChannelClip(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         shape = (1, -1) + (1,) * (x.ndim - 2)
-        return torch.minimum(torch.relu(x), self.bound.view(shape))
+        bound: torch.Tensor = self.bound  # type: ignore[assignment]
+        return torch.minimum(torch.relu(x), bound.view(shape))
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:
@@ -88,7 +89,8 @@ def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
 
 def fold_batchnorm(gm: fx.GraphModule) -> int:
     """Fold every BatchNorm2d that follows a Conv2d (used by nothing else) into it, in place;
-    return how many were folded."""
+    return how many were folded.
+    """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     folded = 0
@@ -129,7 +131,8 @@ def _is_zero_pad(m: nn.Module) -> bool:
 
 def _relu6_as_clips(gm: fx.GraphModule) -> int:
     """Every ReLU6 of ``gm`` as a :class:`ChannelClip` of its input's channels (known from the
-    conv before it); return how many."""
+    conv before it); return how many.
+    """
     done = 0
     for node in gm.graph.nodes:
         m = _module(gm, node)
@@ -184,7 +187,7 @@ def _equalize_pair(c1: nn.Conv2d, between: list[nn.Module], c2: nn.Conv2d) -> fl
         c1.bias.div_(s)
     for m in between:
         if isinstance(m, ChannelClip):
-            m.bound.div_(s)
+            m.bound.div_(s)  # type: ignore[operator]
     if c2.groups > 1:
         c2.weight.mul_(s.view(-1, 1, 1, 1))
     else:
@@ -210,7 +213,7 @@ def equalize(model: nn.Module, relu: str = "clip") -> tuple[fx.GraphModule, dict
     pairs = conv_pairs(gm)
     if not pairs:
         raise InputError("--equalize found no conv → ReLU → conv pair to equalise in this model")
-    convs = {n: gm.get_submodule(n) for a, _, b in pairs for n in (a, b)}
+    convs: dict[str, Any] = {n: gm.get_submodule(n) for a, _, b in pairs for n in (a, b)}
     mids = {n: gm.get_submodule(n) for _, between, _ in pairs for n in between}
     before = range_spread(convs.values())
     sweeps = 0
@@ -265,8 +268,9 @@ def correct_biases(model: nn.Module, x: np.ndarray, *, per_channel: bool, reduce
     """
     qmax = 64 if reduce_range else 127
     layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    errors = {m: fake_quant_weight(m.weight, per_channel=per_channel, qmax=qmax) - m.weight
-              for m in layers}
+    errors: dict[nn.Module, torch.Tensor] = {
+        m: fake_quant_weight(m.weight, per_channel=per_channel, qmax=qmax) - m.weight
+        for m in layers}
     sums: dict[nn.Module, torch.Tensor] = {}
     counts: dict[nn.Module, int] = {}
 

@@ -250,7 +250,9 @@ def _check_calibration(src: Source, config: QuantConfig, ds: Dataset) -> None:
 
 def _quantize_in(src: Source, config: QuantConfig, ds: Dataset, work: Path, sensitivity: bool,
                  profile: bool, progress: bool) -> Outcome:
-    model, report, files = src.model, {}, {}
+    model = src.model
+    files: dict[str, Any] = {}
+    report: dict[str, Any] = {}
     if config.mode != "qat":  # QAT exports its fine-tuned model instead
         fp32 = _fp32_onnx(src, ds, work, config, report)
     else:
@@ -287,7 +289,8 @@ def _check_shape(src: Source, ds: Dataset) -> None:
 def _fp32_onnx(src: Source, ds: Dataset, work: Path, config: QuantConfig,
                report: dict) -> Path:
     """The fp32 ONNX file the quantizer starts from: the parent's, or the PyTorch model
-    exported — equalised and bias-corrected first when the config says so."""
+    exported — equalised and bias-corrected first when the config says so.
+    """
     if src.model is None:
         assert src.onnx is not None
         if config.equalize or config.bias_correction:

@@ -165,7 +165,8 @@ def xnnpack_quant(run: Run, model: nn.Module, data: Any) -> XnnpackQuant:
 
 def _prepared(run: Run, model: nn.Module, data: Any) -> nn.Module:
     """The model XNNPACK's quantizer sees: equalised / bias-corrected as the run records
-    (bias correction rounds as XNNPACK does: full-range int8 weights)."""
+    (bias correction rounds as XNNPACK does: full-range int8 weights).
+    """
     from .equalize import prepare_for_quantization
 
     dep = run.meta.get("deployment") or {}

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-from .table import score
 
 from ..checkpoint import atomic_path
 from .pareto import pareto_front
+from .table import score
 
 PLOTS = {"accuracy_vs_size": "accuracy_vs_size.png",
          "accuracy_vs_latency": "accuracy_vs_latency.png",
@@ -120,9 +120,12 @@ def _bars(records: list[dict], path: Path) -> Path:
     by = {(r["variant"], r["runtime"]): r for r in records}
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.2), dpi=110)
     x = np.arange(len(variants))
+    labelled = all(r.get("accuracy_delta_pts") is not None for r in records)
     panels = (("speed-up vs original (×), 95% CI", "speedup", 1.0, runtimes),
               ("gzip size vs original (×)", "size_ratio", 1.0, runtimes[:1]),
-              ("accuracy Δ vs original (pts)", "accuracy_delta_pts", 0.0, runtimes))
+              ("accuracy Δ vs original (pts)", "accuracy_delta_pts", 0.0, runtimes)
+              if labelled else
+              ("top-1 agreement lost vs original (pts)", "agreement_delta_pts", 0.0, runtimes))
     for ax, (title, key, ref, rts) in zip(axes, panels, strict=True):
         w = 0.8 / len(rts) if key != "size_ratio" else 0.6
         for k, rt in enumerate(rts):

@@ -16,6 +16,8 @@ COLUMNS = ["variant", "runtime", "params_total", "params_nonzero", "macs", "size
            "size_gzip_bytes", "latency_median_ms", "latency_p90_ms", "speedup",
            "speedup_ci95_low", "speedup_ci95_high", "size_ratio", "accuracy",
            "accuracy_ci95_low", "accuracy_ci95_high", "accuracy_delta_pts", "p_value",
+           "agreement_top1", "agreement_top1_ci95_low", "agreement_top1_ci95_high",
+           "agreement_top5", "agreement_kl_mean", "agreement_logit_sqnr_db",
            "accuracy_delta_ci95_low_pts", "accuracy_delta_ci95_high_pts", "speedup_all",
            "noise_floor", "latency_change", "runs_kept", "runs_all", "quiet_fraction",
            "quiet_fallback", "macs_incomplete", "deployment_sha256", "same_deployment_as"]
@@ -31,11 +33,22 @@ def csv_rows(records: list[dict]) -> list[dict]:
              "latency_p90_ms": r["latency_ms"]["p90"],
              "speedup": r["speedup"], "speedup_ci95_low": r["speedup_ci95"][0],
              "speedup_ci95_high": r["speedup_ci95"][1], "size_ratio": r.get("size_ratio", 1.0),
-             "accuracy": r["accuracy"], "accuracy_ci95_low": r["accuracy_ci95"][0],
-             "accuracy_ci95_high": r["accuracy_ci95"][1],
+             "accuracy": r["accuracy"],
+             "accuracy_ci95_low": (r["accuracy_ci95"] or [None])[0],
+             "accuracy_ci95_high": (r["accuracy_ci95"] or [None, None])[1],
              "accuracy_delta_pts": r["accuracy_delta_pts"], "p_value": r["p_value"],
-             **_provenance(r)}
+             **_agreement_columns(r), **_provenance(r)}
             for r in records]
+
+
+def _agreement_columns(r: dict) -> dict:
+    """On data without labels: the agreement with the reference (empty otherwise)."""
+    a = r.get("agreement") or {}
+    return {"agreement_top1": a.get("top1"),
+            "agreement_top1_ci95_low": (a.get("top1_ci95") or [None])[0],
+            "agreement_top1_ci95_high": (a.get("top1_ci95") or [None, None])[1],
+            "agreement_top5": a.get("top5"), "agreement_kl_mean": a.get("kl_mean"),
+            "agreement_logit_sqnr_db": a.get("logit_sqnr_db")}
 
 
 def _provenance(r: dict) -> dict:

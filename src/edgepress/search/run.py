@@ -267,7 +267,12 @@ def search(run: str | os.PathLike, config: SearchConfig, *, out: str | os.PathLi
                          "PyTorch model")
     from ..data import load_data
 
-    data = load_data(config.data or parent.meta["data"]).name
+    ds = load_data(config.data or parent.meta["data"])
+    if not ds.labelled:
+        raise InputError(f"edgepress search needs labels ({ds.name} has none): its budget is "
+                         "points of validation accuracy; on photographs, compress recipes "
+                         "with fine-tunes that distil from the parent and compare them")
+    data = ds.name
     url = config.storage or f"sqlite:///{(final / 'search.db').resolve()}"
     if config.storage:  # reachable before anything is written
         storage = open_storage(url)

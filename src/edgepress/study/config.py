@@ -30,6 +30,7 @@ class Budget:
     latency_seconds: float | None = None  # timed seconds per model in each compare
     row_recipes_only: bool = False  # combined: only the recipes that extend a row
     search_seconds: float | None = None  # combined: the knee of a search of this many seconds
+    finetune_teacher: str | None = None  # fine-tunes without a teacher distil from this one
 
 
 # The full study fits its 30-minute budget on 2 cores (cnn and mobilenet-mini: ~100 s per

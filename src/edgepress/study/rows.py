@@ -49,15 +49,29 @@ DEFINITIONS = {
 }
 
 
+# rows that another model family makes differently
+FOR_MODEL: dict[tuple[str, str], tuple[str, str]] = {
+    ("pruned", "efficientnet-lite0"): (
+        "- step: prune\n  method: channel\n  channel_ratio: 0.25\n  importance: l2\n"
+        "  skip_layers: [head, classifier]\n  finetune_epochs: 4\n",
+        "channel pruning: a quarter of every block's channels removed (L2-norm ranking, "
+        "dependency graph; the 1280-channel head and the ImageNet classifier kept), then "
+        "fine-tuned"),
+}
+
+
 def row_steps(row: str, model: str, budget: Budget | None = None) -> list[Step]:
     """The validated steps of ``row`` for zoo model ``model`` under ``budget``."""
-    text = (STRUCTURED.get(model, STRUCTURED["default"]) if row == "structured"
+    text = (FOR_MODEL[(row, model)] if (row, model) in FOR_MODEL
+            else STRUCTURED.get(model, STRUCTURED["default"]) if row == "structured"
             else ROWS[row])[0]
     return with_budget(parse_recipe(text, source=f"<study row {row}>"), budget).steps
 
 
 def definition(row: str, model: str) -> str:
     """How ``row`` is made, in one sentence."""
+    if (row, model) in FOR_MODEL:
+        return FOR_MODEL[(row, model)][1]
     if row == "structured":
         return STRUCTURED.get(model, STRUCTURED["default"])[1]
     return ROWS[row][1] if row in ROWS else DEFINITIONS[row]
@@ -80,10 +94,13 @@ def _budgeted(config: Any, b: Budget) -> Any:
 
     ft = finetune_of(config)
     if ft is not None:
+        teacher = b.finetune_teacher if (b.finetune_teacher and ft.teacher == "none") \
+            else ft.teacher
         return with_finetune(config, dataclasses.replace(
             ft, epochs=ft.epochs if b.finetune_epochs is None else min(ft.epochs,
                                                                        b.finetune_epochs),
-            train_subset=ft.train_subset or b.finetune_subset or b.train_subset))
+            train_subset=ft.train_subset or b.finetune_subset or b.train_subset,
+            teacher=teacher))
     if isinstance(config, DistillConfig):  # a fresh student: both arms
         return dataclasses.replace(config, epochs=_cap(config.epochs, b.student_epochs),
                                    train_subset=config.train_subset or b.train_subset)

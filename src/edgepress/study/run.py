@@ -53,6 +53,15 @@ class _Study:
     progress: bool
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # row -> why not made
+    labelled: bool = True  # False (photos): the original is imported, fine-tunes distil
+
+    @property
+    def budget(self) -> Budget:
+        """The config's budget; on data without labels every fine-tune distils from its
+        parent (the only loss there is).
+        """
+        b = self.config.budget
+        return b if self.labelled else dataclasses.replace(b, finetune_teacher="parent")
 
     @property
     def runs(self) -> Path:
@@ -81,10 +90,11 @@ def study(config: StudyConfig, *, out: str | os.PathLike, progress: bool = True)
     """
     final = check_output_dir(out)
     t0 = time.perf_counter()
-    data = load_data(_sampled(config.data or default_data(), config.budget)).name
+    ds = load_data(_sampled(config.data or default_data(), config.budget))
+    data = ds.name
     runtimes = _runtimes(config)
-    recipes = _recipes(config)
-    st = _Study(config, final, data, progress)
+    st = _Study(config, final, data, progress, labelled=ds.labelled)
+    recipes = _recipes(config, st.budget)
     runs: dict[str, Path] = {"original": _original(st)}
     zoo = load_run(runs["original"]).meta["architecture"]["zoo"]
     for i, row in enumerate(ROWS[1:-1], start=2):
@@ -92,13 +102,16 @@ def study(config: StudyConfig, *, out: str | os.PathLike, progress: bool = True)
         try:
             runs[row] = _compress(st, row, runs["original"],
                                   Recipe(f"<study row {row}>", "", row_steps(row, zoo,
-                                                                             config.budget)),
+                                                                             st.budget)),
                                   st.runs / row)
         except InputError as e:  # the technique does not apply to this model: say why
             st.skipped[row] = str(e)
             st.say(f"[yellow]{row}: not made[/] — {e}")
     searched = None
-    if config.searching:
+    if config.searching and not ds.labelled:
+        st.say("[yellow]combined: chosen among the recipes[/] — edgepress search needs labels "
+               "for its budget")
+    if config.searching and ds.labelled:
         st.say(f"[bold cyan]study {len(ROWS)}/{len(ROWS)}[/] combined: the knee of a "
                f"{config.searching:.0f} s search (the shipped recipes first)")
         searched = _searched(st, runs["original"], runtimes[0])
@@ -115,7 +128,7 @@ def study(config: StudyConfig, *, out: str | os.PathLike, progress: bool = True)
     meta = {"config": config.to_dict(), "data": data, "runtimes": runtimes,
             "runs": {k: str(v) for k, v in runs.items()}, "candidates": candidates,
             "search": _search_meta(searched),
-            "not_made": dict(st.skipped),
+            "not_made": dict(st.skipped), "labelled": ds.labelled,
             "seconds": {**st.seconds, "total": round(time.perf_counter() - t0, 1)}}
     _report(st, records, meta, zoo)
     return records
@@ -149,18 +162,18 @@ def _runtimes(config: StudyConfig) -> list[str]:
     return found
 
 
-def _recipes(config: StudyConfig) -> list[Recipe]:
+def _recipes(config: StudyConfig, budget: Budget) -> list[Recipe]:
     paths = [Path(p) for p in config.recipes] if config.recipes else shipped_recipes()
     if not paths:
         raise InputError("no recipes to choose the combined row from")
-    return [with_budget(load_recipe(p), config.budget) for p in paths]
+    return [with_budget(load_recipe(p), budget) for p in paths]
 
 
 def _original(st: _Study) -> Path:
     """The baseline: trained (reused when its inputs are unchanged) or copied from --baseline."""
     from ..api import train
 
-    c, b = st.config, st.config.budget
+    c, b = st.config, st.budget
     d = st.runs / "original"
     if c.baseline:
         src = load_run(c.baseline)
@@ -176,6 +189,18 @@ def _original(st: _Study) -> Path:
         shutil.copytree(src.path, tmp)
         shutil.rmtree(d, ignore_errors=True)
         os.replace(tmp, d)
+    elif not st.labelled:  # nothing to train on: the model as it is (pretrained weights)
+        from ..api import import_model
+
+        key = {"model": c.model, "data": st.data, "seed": c.seed, "imported": True}
+        if _done(d, key):
+            st.say(f"[bold cyan]study 1/{len(ROWS)}[/] original: inputs unchanged, reused")
+            return d
+        st.say(f"[bold cyan]study 1/{len(ROWS)}[/] original: {c.model} as it is ({st.data} "
+               "has no labels to train on)")
+        t0 = time.perf_counter()
+        import_model(c.model, out=d, data=st.data, seed=c.seed, timed=False)
+        st.seconds["original"] = round(time.perf_counter() - t0, 1)
     else:
         key = {"model": c.model, "data": st.data, "seed": c.seed, "epochs": b.epochs,
                "train_subset": b.train_subset}
@@ -223,7 +248,7 @@ def _combined(st: _Study, runs: dict[str, Path], recipes: list[Recipe]
             rows.append({"recipe": name, "run": None, "via": None, "not_made": failed,
                          "eligible": False})
             continue
-        if (via is None and st.config.budget.row_recipes_only and recipe.steps
+        if (via is None and st.budget.row_recipes_only and recipe.steps
                 and st.config.recipes is None):  # recipes the user named are always tried
             why = "quick study: only the shipped recipes that extend a row are tried"
             st.say(f"[yellow]candidate {name}: not tried[/] — {why}")
@@ -267,7 +292,7 @@ def _searched(st: _Study, original: Path, runtime: str) -> dict[str, Any]:
     from ..files import file_sha256
     from ..search import SearchConfig, search
 
-    b, d = st.config.budget, st.out / "search"
+    b, d = st.budget, st.out / "search"
     key = {"original": file_sha256(original / "model.safetensors"), "data": st.data,
            "seconds": st.config.searching, "seed": st.config.seed, "runtime": runtime}
     try:
@@ -309,7 +334,7 @@ def _failed_row(st: _Study, recipe: Recipe, zoo: str) -> str | None:
     first = recipe.steps[0].to_dict()
     for row, why in st.skipped.items():
         try:
-            steps = row_steps(row, zoo, st.config.budget)
+            steps = row_steps(row, zoo, st.budget)
         except InputError:
             continue
         if len(steps) == 1 and steps[0].to_dict() == first:
@@ -325,7 +350,7 @@ def _shortcut(st: _Study, runs: dict[str, Path], recipe: Recipe, zoo: str
         for row in ("pruned", "quantized", "distilled", "structured"):
             if row not in runs:
                 continue
-            steps = row_steps(row, zoo, st.config.budget)
+            steps = row_steps(row, zoo, st.budget)
             if len(steps) == 1 and steps[0].to_dict() == first:
                 rest = dataclasses.replace(recipe, steps=recipe.steps[1:])
                 return runs[row], rest, row
@@ -342,7 +367,7 @@ def _measure(st: _Study, runs: dict[str, Path], runtimes: list[str]) -> list[dic
         st.say(f"[bold cyan]measuring[/] {len(made)} variants on {rt}, latency interleaved")
         t0 = time.perf_counter()
         rows = compare([runs[r] for r in made], data=st.data, runtime=rt, variants=made,
-                       progress=st.progress, seconds=_latency_seconds(st.config.budget))
+                       progress=st.progress, seconds=_latency_seconds(st.budget))
         st.seconds[f"compare {rt}"] = round(time.perf_counter() - t0, 1)
         warn = fallback_warning(rows)
         if warn:
@@ -383,6 +408,14 @@ def _report(st: _Study, records: list[dict], meta: dict[str, Any], zoo: str) -> 
     defs = {r: definition(r, zoo) if r not in DEFINITIONS else DEFINITIONS[r] for r in ROWS}
     for row, why in meta["not_made"].items():
         defs[row] += f" — NOT MADE for this model: {why}"
+    if not st.labelled:
+        defs["original"] = (f"the pretrained {st.config.model} as it is (the data has no "
+                            "labels to train on; fp32 ONNX)")
+        for row in ("pruned", "structured"):
+            defs[row] += (" by distillation from the original (no labels: the loss is its "
+                          "soft targets, T = 4)")
+        defs["combined"] = defs["combined"].replace(
+            "validation accuracy", "validation top-1 agreement with the original")
     found = meta["search"]
     if found is not None:
         from ..search.space import step_label, yaml_steps
@@ -400,7 +433,7 @@ def _report(st: _Study, records: list[dict], meta: dict[str, Any], zoo: str) -> 
                     else "; no recipe stayed within 1 pt: the most accurate")
         defs["combined"] += (f" — here {chosen['recipe']} (validation Δ "
                              f"{chosen['val_delta_pts']:+.2f} pts{fallback})")
-    b = st.config.budget
+    b = st.budget
     combined = (f"the combined row from a {st.config.searching:.0f} s search"
                 if st.config.searching else
                 "the combined row chosen among the recipes that extend a row")
@@ -409,11 +442,16 @@ def _report(st: _Study, records: list[dict], meta: dict[str, Any], zoo: str) -> 
               f"{b.test_subset:,} test images, {b.latency_seconds} s of timing per model, and "
               f"{combined}. It checks the whole pipeline; its figures are not the study's — run "
               "edgepress study without --quick for those." if st.config.quick else None)
-    notes = [f"Study of {st.config.model} on {st.data}; "
+    notes = [] if st.labelled else [
+        f"{st.data} has no labels: every accuracy column is the top-1 agreement with the "
+        "original on the evaluation photographs (Wilson 95% CI), beside top-5 agreement, mean "
+        "KL divergence and logit SQNR; p-values are exact McNemar tests on the paired "
+        "agreements."]
+    notes += [f"Study of {st.config.model} on {st.data}; "
              f"wall time {meta['seconds']['total']:.0f} s (steps reused from an earlier run "
              f"excluded).",
              _combined_note(meta)]
-    notes.append(_budget_note(st.config.budget))
+    notes.append(_budget_note(st.budget))
     notes += _distill_note(st.runs / "distilled" / "distill.json")
     write_comparison(records, st.out, stem="study",
                      title=f"edgepress study: {st.config.model} on {st.data}",
@@ -433,8 +471,9 @@ def _combined_note(meta: dict[str, Any]) -> str:
         return (f"Combined: {found['trials']} search trials, {found['feasible']} within budget, "
                 f"a front of {found['front']} (search/search.md, search/report.html; "
                 "edgepress compress ORIGINAL --recipe on the knee's recipe rebuilds it).")
+    what = "val" if meta.get("labelled", True) else "val agreement"
     return "Candidates for combined: " + "; ".join(
-        f"{c['recipe']}: val {100 * c['val_accuracy']:.2f}% "
+        f"{c['recipe']}: {what} {100 * c['val_accuracy']:.2f}% "
         f"({c['val_delta_pts']:+.2f} pts), {c['size_gzip_bytes']:,} B gzip"
         if c["run"] is not None else f"{c['recipe']}: not made ({c['not_made']})"
         for c in meta["candidates"])
