@@ -30,14 +30,11 @@ OUT/search.md and OUT/search.json.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -156,33 +153,17 @@ def run_case(name: str, model: str, runtime: str, minutes: float, args: argparse
 
 # --- two workers on PostgreSQL -------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_postgres() -> tuple[str, callable]:
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
-        sys.exit("PostgreSQL is not installed (make postgres installs Debian's postgresql)")
-    bindir = Path(bins[-1]).parent
-    root = Path(tempfile.mkdtemp(prefix="edgepress-pg."))
-    os.chmod(root, 0o777)
-    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    data, port = root / "data", _free_port()
-    subprocess.run([*as_pg, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U",
-                    "postgres"], check=True, capture_output=True)
-    subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
-                    "-w", "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, capture_output=True)
+    """A throw-away PostgreSQL server (edgepress.search.testing) and the call that stops it."""
+    from edgepress.errors import InputError
+    from edgepress.search.testing import throwaway_postgres
 
-    def stop() -> None:
-        subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+    server = throwaway_postgres()
+    try:
+        url = server.__enter__()
+    except InputError as e:
+        sys.exit(str(e))
+    return url, lambda: server.__exit__(None, None, None)
 
 
 def run_workers(minutes: float, single: dict, args: argparse.Namespace) -> dict:

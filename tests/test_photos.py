@@ -279,3 +279,23 @@ def test_pte_export_matches_pytorch_on_a_photograph(lite, tmp_path):
         want = lite(torch.from_numpy(x)).numpy()
     assert np.abs(np.asarray(got) - want).max() <= 1e-3
     assert int(np.asarray(got).argmax()) == int(want.argmax())
+
+
+@pytest.mark.slow
+def test_the_study_runs_on_photographs(lite, tmp_path):
+    """The whole study on unlabelled photographs (32×32, quick budget, ONNX Runtime only)."""
+    from edgepress.study import StudyConfig, study
+
+    records = study(StudyConfig(model="efficientnet-lite0:pretrained=1", data=SMALL, quick=True,
+                                runtimes=["onnxruntime"]), out=tmp_path / "s", progress=False)
+    by = {r["variant"]: r for r in records if r["variant"] != "reference-again"}
+    assert "distilled" not in by and {"original", "pruned", "quantized"} <= set(by)
+    assert all(r["accuracy"] is None and r["agreement"]["reference"] for r in by.values())
+    assert by["original"]["agreement"]["top1"] == 1.0
+    meta = json.loads((tmp_path / "s" / "study-meta.json").read_text())
+    assert "labels" in meta["not_made"]["distilled"] and meta["search"] is None
+    assert "agreement" in (tmp_path / "s" / "study.md").read_text()
+    pruned = json.loads((tmp_path / "s" / "runs" / "pruned" / "steps" / "01-prune" /
+                         "model.json").read_text()) if (tmp_path / "s" / "runs" / "pruned" /
+                                                        "steps").is_dir() else None
+    assert pruned is None or pruned["provenance"]["config"]["finetune"]["teacher"] == "parent"

@@ -2,13 +2,11 @@
 ``compress``, bad input, and several workers on a real PostgreSQL server (Debian's, started here
 in a temporary directory as the postgres user) — with a worker killed by SIGKILL."""
 
-import glob
 import hashlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -116,34 +114,14 @@ def test_bad_search_input_is_one_line(mlp_run, tmp_path, capsys, tiny_search):
 
 # --- several workers on a real PostgreSQL server ----------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
+def postgres():
     """Debian's PostgreSQL started in a temporary data directory on a free port, as the
     postgres user (the set-up installs the server; the test fails, not skips, without it)."""
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    assert bins, "PostgreSQL is not installed (make setup installs Debian's postgresql)"
-    import tempfile
+    from edgepress.search.testing import throwaway_postgres
 
-    bindir = Path(bins[-1]).parent
-    root = Path(tempfile.mkdtemp(prefix="edgepress-pg."))  # pytest's tmp is root-only (0700)
-    os.chmod(root, 0o777)
-    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    data, port = root / "data", _free_port()
-    subprocess.run([*as_pg, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U",
-                    "postgres"], check=True, capture_output=True)
-    subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
-                    "-w", "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, capture_output=True)
-    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                   capture_output=True)
-    shutil.rmtree(root, ignore_errors=True)
+    with throwaway_postgres() as url:
+        yield url
 
 
 def _worker(run, out, url, trials, env):

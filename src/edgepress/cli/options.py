@@ -10,10 +10,12 @@ from .main import positive_int
 def add_data(p: argparse.ArgumentParser, default_help: str) -> None:
     """``--data D`` and ``--input-size HxW``."""
     p.add_argument("--data", metavar="D", default=None,
-                   help="fashion-mnist, digits, npz:PATH or imagefolder:DIR "
-                        f"(default: {default_help})")
+                   help="fashion-mnist, digits, npz:PATH, imagefolder:DIR or photos[:DIR] "
+                        "(photographs without labels: agreement is reported instead of "
+                        f"accuracy) (default: {default_help})")
     p.add_argument("--input-size", metavar="HxW", default=None,
-                   help="resize an image folder's images to H×W pixels (imagefolder only)")
+                   help="resize an image folder's images or the photographs to H×W pixels "
+                        "(imagefolder, photos)")
 
 
 def data_spec(args: argparse.Namespace) -> str | None:
