@@ -25,7 +25,7 @@ from edgepress.quantize.equalize import (
 )
 from edgepress.zoo import create_model
 
-from .conftest import CHECKER, cli
+from tests.conftest import CHECKER, cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMALL = "photos@32x32"
@@ -229,8 +229,7 @@ def test_recovery_without_labels_distils_from_the_parent(lite_run, tmp_path):
                "--train-subset", "128", "--finetune-teacher", "parent", check=0)
     assert "agreement vs" in proc.stdout
     meta = json.loads((out / "model.json").read_text())
-    hist = meta["pruning"]["training"]["history"] if "pruning" in meta else \
-        json.loads((out / "prune.json").read_text())["training"]["history"]
+    hist = meta["training"]["history"]
     assert hist and hist[0]["val_accuracy"] is None and np.isfinite(hist[0]["loss"])
 
 
