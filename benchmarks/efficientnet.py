@@ -7,8 +7,8 @@ Every variant is made by the edgepress CLI (one process each) from the pretraine
 ``--data photos`` (20 scenes of photographs that installed packages ship, no labels;
 calibration, fine-tuning, validation and evaluation from disjoint photographs):
 
-* fp32; static int8 per channel (min-max and percentile calibration); per tensor; per tensor + cross-layer equalisation; per tensor
-  + equalisation + bias correction;
+* fp32; static int8 per channel (min-max and percentile calibration); per tensor;
+  per tensor + cross-layer equalisation; per tensor + equalisation + bias correction;
 * channel pruning 25% and 50% (the head and classifier kept), recovered by distillation from
   the fp32 parent on the fine-tuning photographs (no labels: the loss is the teacher's soft
   targets), and the 25% one then int8 per channel.

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tests.conftest import CHECKER, cli
 from torch import nn
 
 from edgepress.data import load_data
@@ -24,8 +25,6 @@ from edgepress.quantize.equalize import (
     range_spread,
 )
 from edgepress.zoo import create_model
-
-from tests.conftest import CHECKER, cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMALL = "photos@32x32"
