@@ -7,7 +7,8 @@ Every variant is made by the edgepress CLI (one process each) from the pretraine
 ``--data photos`` (20 scenes of photographs that installed packages ship, no labels;
 calibration, fine-tuning, validation and evaluation from disjoint photographs):
 
-* fp32; static int8 per channel (min-max and percentile calibration); per tensor;
+* fp32; static int8 per channel (min-max and percentile calibration; with bias correction);
+  per tensor;
   per tensor + cross-layer equalisation; per tensor + equalisation + bias correction;
 * channel pruning 25% and 50% (the head and classifier kept), recovered by distillation from
   the fp32 parent on the fine-tuning photographs (no labels: the loss is the teacher's soft
@@ -60,6 +61,8 @@ def variants(out: Path, epochs: int) -> list[tuple[str, list[str]]]:
         ("int8-channel", [*q, "--granularity", "channel", "--out", str(out / "int8-channel")]),
         ("int8-channel-pct", [*q, "--granularity", "channel", "--calib-method", "percentile",
                               "--out", str(out / "int8-channel-pct")]),
+        ("int8-channel-bc", [*q, "--granularity", "channel", "--bias-correction",
+                             "--out", str(out / "int8-channel-bc")]),
         ("int8-tensor", [*q, "--granularity", "tensor", "--out", str(out / "int8-tensor")]),
         ("int8-tensor-cle", [*q, "--granularity", "tensor", "--equalize",
                              "--out", str(out / "int8-tensor-cle")]),

@@ -190,3 +190,54 @@ def test_missing_executorch_is_exit_2_with_the_install_hint(runs):
                               text=True, timeout=300)
         line = _one_error_line(proc)
         assert "pip install 'edgepress[mobile]'" in line
+
+
+def _relu6_net():
+    """conv → BN → ReLU6 → depthwise conv → ReLU6 → pool → linear, with pre-clip outputs that
+    reach tens (as Lite0's depthwise ones do) while the clip keeps [0, 6].
+    """
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU6(),
+                        nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU6(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    with torch.no_grad():
+        net[0].weight.mul_(20)
+        net[3].weight.mul_(20)
+        net[1].running_var.fill_(0.5)
+    return net.eval()
+
+
+def test_xnnpack_quantizes_conv_relu6_once_after_the_clip():
+    """XNNPACKQuantizer alone quantizes a conv's raw output before ReLU6 (hardtanh) and again
+    after it; edgepress's conv-clamp pattern quantizes only the clipped output (as ONNX Runtime
+    does), which is measurably closer to fp32 and leaves no quantize node between conv and clip.
+    """
+    import dataclasses
+
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgepress.quantize.xnnpack import XnnpackQuant, _quantizer, quantize_pt2e
+
+    net = _relu6_net()
+    x = torch.rand(96, 3, 8, 8)
+    quant = XnnpackQuant(mode="static", calib_x=x[:64].numpy(), calib_batch=32)
+    fused = quantize_pt2e(net, quant, (x[:1],))
+    clips = [n for n in fused.graph.nodes if "hardtanh" in str(n.target)]
+    assert len(clips) == 2
+    assert all("conv" in str(c.args[0].target) for c in clips)  # no q/dq between conv and clip
+
+    plain_cfg = _quantizer(quant).quantizers[1].global_config
+    gm = torch.export.export(net, (x[:32],), dynamic_shapes=(
+        {0: torch.export.Dim("batch", min=1, max=1 << 16)},)).module()
+    plain = prepare_pt2e(gm, XNNPACKQuantizer().set_global(dataclasses.replace(plain_cfg)))
+    plain(x[:32])
+    plain(x[32:64])
+    plain = convert_pt2e(plain)
+
+    def sqnr(m):
+        with torch.no_grad():
+            ref, got = net(x[64:]), m(x[64:])
+        return float(10 * torch.log10(ref.pow(2).sum() / (ref - got).pow(2).sum()))
+
+    assert sqnr(fused) > sqnr(plain) + 6, (sqnr(fused), sqnr(plain))

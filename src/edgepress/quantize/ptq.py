@@ -77,23 +77,29 @@ def _reader(x: np.ndarray, input_name: str, batch: int):  # noqa: ANN202
     from onnxruntime.quantization import CalibrationDataReader
 
     class ImageReader(CalibrationDataReader):
-        """Feeds the calibration images batch by batch, shaped for the model's input."""
+        """Feeds the calibration images batch by batch, shaped for the model's input; a
+        partial last batch is dropped. ``set_range`` (in batches) lets ONNX Runtime calibrate
+        one stride at a time (see :func:`extra_options`).
+        """
 
         def __init__(self) -> None:
-            self.pos = 0
+            self.rewind()
 
         def get_next(self) -> dict | None:
-            if self.pos + batch > len(x):
+            if self.pos >= self.end:
                 return None
-            chunk = np.ascontiguousarray(x[self.pos:self.pos + batch], np.float32)
-            self.pos += batch
+            chunk = np.ascontiguousarray(x[self.pos * batch:(self.pos + 1) * batch], np.float32)
+            self.pos += 1
             return {input_name: chunk}
 
         def __len__(self) -> int:
             return len(x) // batch
 
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.pos, self.end = start_index, min(end_index, len(self))
+
         def rewind(self) -> None:
-            self.pos = 0
+            self.pos, self.end = 0, len(self)
 
     return ImageReader()
 
@@ -169,10 +175,15 @@ def _reduce_range(config: QuantConfig) -> bool:
 def extra_options(config: QuantConfig) -> dict:
     """The ``extra_options`` of ``quantize_static``: symmetric weights, asymmetric activations,
     and a two-sided percentile (ORT's percentile calibrator is symmetric by default, which would
-    waste half of the uint8 range on non-negative ReLU outputs).
+    waste half of the uint8 range on non-negative ReLU outputs). Calibration goes one batch
+    at a time (``CalibStridedMinMax``, which every calibration method honours): ONNX Runtime
+    otherwise keeps every intermediate output of every calibration image until the end
+    (percentile calibration of Lite0 at 224×224 on 512 images was killed for memory on a 23 GB
+    host; one batch at a time it peaks at 4.9 GB, with the same ranges for MinMax).
     """
     return {"WeightSymmetric": True, "ActivationSymmetric": False,
-            "CalibTensorRangeSymmetric": False, "CalibPercentile": PERCENTILE}
+            "CalibTensorRangeSymmetric": False, "CalibPercentile": PERCENTILE,
+            "CalibStridedMinMax": 1}
 
 
 def dynamic_int8(pre_path: str | os.PathLike, out_path: str | os.PathLike,
