@@ -409,3 +409,31 @@ def test_low_bit_qat_trains_for_the_grid_that_is_deployed(tmp_path, cnn_run, dig
     deployed = OnnxEval(tmp_path / "qat.onnx").accuracy(digits.x_val, digits.y_val)
     assert deployed == pytest.approx(info["val_accuracy_fakequant"], abs=0.005)
     assert deployed > ptq + 0.2  # 2-bit PTQ of this cnn is near chance; QAT recovers most
+
+
+def test_calibration_one_batch_at_a_time_gives_the_whole_set_minmax_ranges(tmp_path,
+                                                                            foreign_onnx):
+    """ONNX Runtime calibrates edgepress's reader one batch at a time (bounded memory); the
+    MinMax ranges are exactly those of calibrating on the whole set at once.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantType, quantize_static
+
+    from edgepress.quantize.ptq import _reader, extra_options, quiet, static_int8
+
+    x = np.random.default_rng(5).normal(0, 1, (40, 1, 8, 8)).astype(np.float32)
+    x[17] *= 9  # one outlier image sets the ranges: it must not be skipped by the strides
+    config = QuantConfig(mode="static", granularity="tensor").resolved()
+    static_int8(foreign_onnx, tmp_path / "strided.onnx", config, x, input_name="pixels",
+                batch=1, cache=tmp_path / "strided.json")
+    whole = {k: v for k, v in extra_options(config).items() if k != "CalibStridedMinMax"}
+    with quiet():
+        quantize_static(str(foreign_onnx), str(tmp_path / "whole.onnx"),
+                        _reader(x, "pixels", 1), per_channel=False,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax, extra_options=whole,
+                        calibration_cache_path=str(tmp_path / "whole.json"))
+    strided = json.loads((tmp_path / "strided.json").read_text())
+    at_once = json.loads((tmp_path / "whole.json").read_text())
+    assert "CalibStridedMinMax" in extra_options(config)
+    assert strided.keys() == at_once.keys() and len(strided) > 1
+    assert json.dumps(strided, sort_keys=True) == json.dumps(at_once, sort_keys=True)
