@@ -152,13 +152,19 @@ def _writer_lock(args: argparse.Namespace):  # noqa: ANN202
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    _pin_threads(argv)
-    args = build_parser().parse_args(argv)
-    from ..errors import InputError
-    from ..export.onnx import ExportError
-
-    previous = _on_sigterm_interrupt()
+    previous = _on_sigterm_interrupt()  # first: an interrupt while starting is one line too
+    try:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        _pin_threads(argv)
+        args = build_parser().parse_args(argv)
+        from ..errors import InputError
+        from ..export.onnx import ExportError
+    except KeyboardInterrupt:
+        _restore_signals(previous)
+        fail(f"interrupted ({_SIGNAL[0]}) while starting: nothing was written", 130)
+    except BaseException:  # --help, a usage error: the caller's signal handlers come back
+        _restore_signals(previous)
+        raise
     try:
         with _writer_lock(args):
             return int(args._run(args) or 0)
