@@ -134,7 +134,9 @@ def _conv_clamp_quantizer(cfg: Any, keep: Any) -> Any:
     reach tens before the clip), dequantized, clipped to [0, 6] and quantized again: the first
     rounding spends the 256 levels on values the clip throws away (Lite0 fell to 64% top-1
     agreement). Annotated as one pattern, only the clipped output is quantized (as ONNX Runtime
-    does when it drops the Clip), and XNNPACK fuses the clip into the int8 convolution.
+    does when it drops the Clip), and XNNPACK fuses the clip into the int8 convolution. The
+    annotation is that of ExecuTorch's ``_do_annotate_conv_relu``, which cannot be reused: it
+    matches ``relu`` only.
     """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (
         get_bias_qspec,
