@@ -225,26 +225,28 @@ def resize_to_state_(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
             continue
         saved = tuple(state[key].shape)
         current = tuple(getattr(mod, key.rsplit(".", 1)[-1]).shape)
-        if saved != current:
+        bias = f"{name}.bias" in state  # a re-fit (prune --reconstruct) may have given one
+        if saved != current or (isinstance(mod, nn.Conv2d | nn.Linear)
+                                and bias != (mod.bias is not None)):
             parent, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent), attr, resize(mod, saved))
+            setattr(model.get_submodule(parent), attr, resize(mod, saved, bias))
 
 
-def _resized_conv(m: nn.Conv2d, shape: tuple[int, ...]) -> nn.Conv2d:
+def _resized_conv(m: nn.Conv2d, shape: tuple[int, ...], bias: bool) -> nn.Conv2d:
     out, in_per_group = shape[0], shape[1]
     depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
     groups = out if depthwise else m.groups
     same: dict[str, Any] = {"kernel_size": m.kernel_size, "stride": m.stride,
                             "padding": m.padding, "dilation": m.dilation,
-                            "bias": m.bias is not None, "padding_mode": m.padding_mode}
+                            "bias": bias, "padding_mode": m.padding_mode}
     return nn.Conv2d(in_per_group * groups, out, groups=groups, **same)
 
 
-def _resized_linear(m: nn.Linear, shape: tuple[int, ...]) -> nn.Linear:
-    return nn.Linear(shape[1], shape[0], bias=m.bias is not None)
+def _resized_linear(m: nn.Linear, shape: tuple[int, ...], bias: bool) -> nn.Linear:
+    return nn.Linear(shape[1], shape[0], bias=bias)
 
 
-def _resized_bn(m: nn.BatchNorm2d, shape: tuple[int, ...]) -> nn.BatchNorm2d:
+def _resized_bn(m: nn.BatchNorm2d, shape: tuple[int, ...], _bias: bool) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(shape[0], eps=m.eps, momentum=m.momentum, affine=m.affine,
                           track_running_stats=m.track_running_stats)
 

@@ -25,9 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: D103
     p.add_argument("--nm", metavar="N:M", help="keep N of every M inputs (nm; default: 2:4)")
     p.add_argument("--channel-ratio", type=float, metavar="F",
                    help="fraction of channels / neurons removed per layer, in (0, 1) (channel)")
-    p.add_argument("--importance", choices=["l1", "l2", "bn"],
-                   help="channel ranking: weight l1 / l2 norms or BatchNorm scales "
+    p.add_argument("--importance", choices=["l1", "l2", "bn", "data"],
+                   help="channel ranking: weight l1 / l2 norms, BatchNorm scales, or data (each "
+                   "channel's share of the next layers' output on calibration images) "
                    "(channel; default: l2)")
+    p.add_argument("--reconstruct", action="store_true", default=None,
+                   help="re-fit the layers after the removed channels by least squares on "
+                   "calibration images, to what they gave before (channel; no labels needed)")
     p.add_argument("--l1-lambda", type=float, metavar="L",
                    help="weight of the L1 penalty λ·Σ|w| during fine-tuning (l1; default: 1e-4)")
     p.add_argument("--skip-layers", metavar="A,B", default="",
@@ -52,6 +56,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
     return PruneConfig(
         method=args.method, sparsity=args.sparsity, threshold=args.threshold, scope=args.scope,
         nm=args.nm, channel_ratio=args.channel_ratio, importance=args.importance,
+        reconstruct=args.reconstruct,
         l1_lambda=args.l1_lambda, schedule=args.schedule,
         skip_layers=tuple(s.strip() for s in args.skip_layers.split(",") if s.strip()),
         finetune=ft, seed=args.seed)

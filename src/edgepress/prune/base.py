@@ -26,8 +26,9 @@ class Method:
     """Base class: no masks, the plain cross-entropy loss, nothing to do after a step."""
 
     def __init__(self, model: nn.Module, config: PruneConfig, *,
-                 input_shape: tuple[int, ...] = ()):
+                 input_shape: tuple[int, ...] = (), data: Any = None):
         self.model, self.config, self.input_shape = model, config, tuple(input_shape)
+        self.data = data  # the Dataset (calibration images for data-driven methods)
         self.layers = prunable_layers(model, config.skip_layers)
         self.masks: Masks = {}
 

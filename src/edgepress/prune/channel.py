@@ -24,13 +24,16 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from ..data import DEFAULT_CALIBRATION
 from ..errors import InputError
 from .base import Method
 from .config import PruneConfig
 from .masks import PRUNABLE, prunable_layers, weight_of
+from .reconstruct import Moments, consumers, data_importance, refit_
 
 
 def _importance(kind: str) -> Any:
@@ -70,8 +73,8 @@ class ChannelMethod(Method):
     """Structured channel removal with Torch-Pruning, before fine-tuning."""
 
     def __init__(self, model: nn.Module, config: PruneConfig, *,
-                 input_shape: tuple[int, ...] = ()):
-        super().__init__(model, config, input_shape=input_shape)
+                 input_shape: tuple[int, ...] = (), data: Any = None):
+        super().__init__(model, config, input_shape=input_shape, data=data)
         if not input_shape:
             raise InputError("channel pruning needs the model's input shape")
         self.example = torch.zeros(1, *input_shape)
@@ -81,6 +84,8 @@ class ChannelMethod(Method):
                              "has no BatchNorm layers; use --importance l1 or l2")
         self.before: dict[str, list[int]] = {}
         self.ratio = float(config.channel_ratio or 0.0)
+        self.calibration = 0  # images the data-driven ranking / re-fit read
+        self.refitted: list[str] = []
 
     def prepare(self, total_steps: int) -> None:
         """Build the dependency graph, check the ratio leaves every layer a channel, prune."""
@@ -92,16 +97,54 @@ class ChannelMethod(Method):
         skipped = set(prunable_layers(self.model)) - set(self.layers)
         ignored = output_layers(self.model, self.example) + [
             self.model.get_submodule(n) for n in skipped]
+        moments, original = self._moments(), None
+        if self.config.reconstruct:
+            original = {n: (m.weight.detach().clone(),
+                            None if m.bias is None else m.bias.detach().clone())
+                        for n, m in consumers(self.model).items()}
+        names = {m: n for n, m in self.model.named_modules()}
+        importance = (data_importance(moments, names) if self.config.importance == "data"
+                      else _importance(self.config.importance or "l2"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pruner = tp.pruner.BasePruner(
-                self.model, self.example, importance=_importance(self.config.importance or "l2"),
-                pruning_ratio=self.ratio, ignored_layers=ignored)
+            pruner = tp.pruner.BasePruner(self.model, self.example, importance=importance,
+                                          pruning_ratio=self.ratio, ignored_layers=ignored)
             self._check_ratio(pruner)
-            pruner.step()
+            kept = _Kept(self.before)
+            for group in pruner.step(interactive=True):
+                kept.record(group, names, pruner.DG)
+                group.prune()
+        if original is not None:
+            self._refit(moments, original, kept)
         with torch.no_grad():
             self.model(self.example)  # the pruned model must still run
         self.model.train(was_training)
+
+    def _moments(self) -> Moments:
+        """Calibration moments of the unpruned model, when the ranking or the re-fit needs them."""
+        if self.config.importance != "data" and not self.config.reconstruct:
+            return Moments()
+        if self.data is None:
+            raise InputError("--importance data and --reconstruct read calibration images: "
+                             "give the method its data")
+        pool, _ = self.data.calibration_pool
+        x = torch.from_numpy(np.ascontiguousarray(pool[:DEFAULT_CALIBRATION], dtype=np.float32))
+        if not len(x):
+            raise InputError("--importance data and --reconstruct need calibration images; "
+                             "the data has none")
+        self.calibration = int(len(x))
+        return Moments.collect(self.model, x, second=bool(self.config.reconstruct))
+
+    def _refit(self, moments: Moments, original: dict[str, Any], kept: _Kept) -> None:
+        """Least-squares re-fit of every consumer whose inputs were removed."""
+        layers = consumers(self.model)
+        for name, (w, b) in original.items():
+            keep_in = kept.keep.get((name, "in"))
+            if keep_in is None or len(keep_in) == w.shape[1] or name not in moments.second:
+                continue
+            keep_out = kept.keep.get((name, "out"), list(range(w.shape[0])))
+            refit_(layers[name], w, b, moments.second[name], keep_in, keep_out)
+            self.refitted.append(name)
 
     def _check_ratio(self, pruner: Any) -> None:
         names = {m: n for n, m in self.model.named_modules()}
@@ -124,4 +167,30 @@ class ChannelMethod(Method):
         changed = {n: {"before": self.before[n], "after": after[n]}
                    for n in after if after[n] != self.before.get(n)}
         return {"widths": after, "changed": changed, "importance": self.config.importance,
-                "channel_ratio": self.config.channel_ratio}
+                "channel_ratio": self.config.channel_ratio,
+                "reconstruct": bool(self.config.reconstruct), "refitted_layers": self.refitted,
+                "calibration_images": self.calibration}
+
+
+class _Kept:
+    """Which original input / output channels of each layer survive the groups pruned so far
+    (a layer can be cut by several groups; later indices refer to what is left).
+    """
+
+    def __init__(self, widths_before: dict[str, list[int]]):
+        self.widths = widths_before
+        self.keep: dict[tuple[str, str], list[int]] = {}
+
+    def record(self, group: Any, names: dict[nn.Module, str], graph: Any) -> None:
+        for dep, idxs in group:
+            name = names.get(dep.target.module)
+            if name not in self.widths:
+                continue
+            side = ("out" if graph.is_out_channel_pruning_fn(dep.handler) else
+                    "in" if graph.is_in_channel_pruning_fn(dep.handler) else None)
+            if side is None:
+                continue
+            width = self.widths[name][0 if side == "out" else 1]
+            left = self.keep.get((name, side), list(range(width)))
+            gone = set(int(i) for i in idxs)
+            self.keep[(name, side)] = [c for i, c in enumerate(left) if i not in gone]

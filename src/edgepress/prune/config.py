@@ -28,28 +28,28 @@ from ..jsonconfig import CONFIG_VERSION, check_version
 METHODS = ("magnitude", "l1", "nm", "channel")
 SCOPES = ("layer", "global")
 SCHEDULES = ("oneshot", "agp")
-IMPORTANCES = ("l1", "l2", "bn")
+IMPORTANCES = ("l1", "l2", "bn", "data")
 
 # The method-specific options each method takes (everything else must stay unset).
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "magnitude": ("sparsity", "threshold", "scope", "schedule"),
     "l1": ("sparsity", "threshold", "scope", "l1_lambda"),
     "nm": ("nm",),
-    "channel": ("channel_ratio", "importance"),
+    "channel": ("channel_ratio", "importance", "reconstruct"),
 }
 # Defaults filled in for the options a method takes but the user left unset.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "magnitude": {"scope": "layer", "schedule": "oneshot"},
     "l1": {"scope": "layer", "l1_lambda": 1e-4},
     "nm": {"nm": "2:4"},
-    "channel": {"importance": "l2"},
+    "channel": {"importance": "l2", "reconstruct": False},
 }
 # After L1-regularised training with neither a sparsity nor a threshold, weights with
 # |w| <= this are pruned.
 L1_DEFAULT_THRESHOLD = 1e-3
 FLAGS = {name: "--" + name.replace("_", "-") for name in
-         ("sparsity", "threshold", "scope", "nm", "channel_ratio", "importance", "l1_lambda",
-          "schedule")}
+         ("sparsity", "threshold", "scope", "nm", "channel_ratio", "importance", "reconstruct",
+          "l1_lambda", "schedule")}
 
 
 FinetuneOptions = Finetune  # the shared fine-tune shape (:mod:`edgepress.finetune`)
@@ -104,7 +104,10 @@ class PruneConfig:
             layers, never emptying one).
         nm: ``"N:M"`` semi-structured pattern, N < M (nm).
         channel_ratio: fraction of output channels / neurons removed per layer, in (0, 1).
-        importance: channel ranking, ``l1``, ``l2`` (weight norms) or ``bn`` (BN scales).
+        importance: channel ranking, ``l1``, ``l2`` (weight norms), ``bn`` (BN scales) or
+            ``data`` (share of the next layers' output energy on calibration images).
+        reconstruct: re-fit the layers after removed channels by least squares on calibration
+            images (:mod:`edgepress.prune.reconstruct`; channel).
         l1_lambda: weight of the penalty ``λ·Σ|w|`` during fine-tuning (l1).
         skip_layers: layer names (or name prefixes) left untouched.
         schedule: ``oneshot`` (prune, then fine-tune with fixed masks) or ``agp`` (magnitude).
@@ -122,6 +125,7 @@ class PruneConfig:
     nm: str | None = None
     channel_ratio: float | None = None
     importance: str | None = None
+    reconstruct: bool | None = None
     l1_lambda: float | None = None
     skip_layers: tuple[str, ...] = ()
     schedule: str | None = None
@@ -162,6 +166,8 @@ class PruneConfig:
         _one_of("--scope", self.scope, SCOPES)
         _one_of("--schedule", self.schedule, SCHEDULES)
         _one_of("--importance", self.importance, IMPORTANCES)
+        if self.reconstruct is not None and not isinstance(self.reconstruct, bool):
+            raise InputError(f"--reconstruct is true or false (got {self.reconstruct!r})")
         if self.channel_ratio is not None and not 0.0 < self.channel_ratio < 1.0:
             raise InputError(f"--channel-ratio must be in (0, 1) (got {self.channel_ratio})")
         if self.l1_lambda is not None and not (math.isfinite(self.l1_lambda)

@@ -97,7 +97,7 @@ def prune_(model: nn.Module, config: PruneConfig, *, data: Dataset | str,
 
         data = load_data(data)
     params_before = sum(p.numel() for p in model.parameters())
-    method = METHODS[config.method](model, config, input_shape=data.input_shape)
+    method = METHODS[config.method](model, config, input_shape=data.input_shape, data=data)
     tc = finetune_config(config, recipe)
     n_train = len(data.subset(tc.train_subset).y_train)
     method.prepare(math.ceil(n_train / tc.batch_size) * tc.epochs)
