@@ -13,8 +13,9 @@ next conv or linear layer). Two things on calibration images make that cheaper:
   moments ``E[x xᵀ]`` (``W' = W Σ_{:,K} Σ_{KK}⁻¹``, a ones row giving the bias; a small ridge
   keeps it well posed). What the removed channels carried and the kept ones can predict is put
   back. On EfficientNet-Lite0 with 25% of its hidden channels removed, the weight-norm cut keeps
-  0.8% top-1 agreement with the unpruned network and this ranking with the re-fit 52% (512
-  calibration crops; ``benchmarks/results/efficientnet.md``).
+  0.8% top-1 agreement with the unpruned network (``benchmarks/results/lite0_pruning_probe.md``)
+  and this ranking with the re-fit 51% (512 calibration crops; 1,029 evaluation crops,
+  ``benchmarks/results/efficientnet.md``).
 
 Both read the moments from one forward pass of the unpruned model over the calibration images
 (:class:`Moments`); nothing is trained.
