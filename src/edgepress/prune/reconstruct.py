@@ -25,8 +25,8 @@ Example:
     >>> m = create_model("cnn", input_shape=(1, 8, 8), num_classes=10).eval()
     >>> mom = Moments.collect(m, torch.rand(16, 1, 8, 8), second=True)
     >>> name = "features.1.0"
-    >>> mom.std[name].shape, mom.second[name].shape  # 16 channels × 3×3 patches, and a ones row
-    (torch.Size([16]), torch.Size([145, 145]))
+    >>> mom.std[name].shape, mom.second[name].shape  # its 32 inputs × 3×3 patches, and a ones row
+    (torch.Size([32]), torch.Size([289, 289]))
 """
 
 from __future__ import annotations
