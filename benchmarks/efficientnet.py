@@ -7,8 +7,9 @@ Every variant is made by the edgepress CLI (one process each) from the pretraine
 ``--data photos`` (20 scenes of photographs that installed packages ship, no labels;
 calibration, fine-tuning, validation and evaluation from disjoint photographs):
 
-* fp32; static int8 per channel (min-max and percentile calibration; with bias correction);
-  per tensor;
+* fp32; static int8 per channel (as it is; with bias correction; with bias correction and the
+  layers that cost the most agreement kept float until ≥ 97% of the validation crops agree,
+  ``--accuracy-budget 3``); per tensor;
   per tensor + cross-layer equalisation; per tensor + equalisation + bias correction;
 * channel pruning of the MBConv hidden channels, 25% and 50% (the stem, the projections that
   write the residual stream, the head and the classifier kept), ranked by their share of the
@@ -41,6 +42,7 @@ EP = [sys.executable, "-m", "edgepress"]
 # head feeds the ImageNet classifier
 KEEP = ",".join(["head", "classifier", "stem", "blocks.0.conv.1",
                  *(f"blocks.{i}.conv.2" for i in range(1, 16))])
+BUDGET = "3"  # points of top-1 agreement on the validation photographs: keep ≥ 97%
 KD_LR = "1e-4"  # the recipe's fine-tune rate (1e-3) is for networks edgepress trained itself
 
 
@@ -69,6 +71,9 @@ def variants(out: Path, epochs: int) -> list[tuple[str, list[str]]]:
         ("int8-channel", [*q, "--granularity", "channel", "--out", str(out / "int8-channel")]),
         ("int8-channel-bc", [*q, "--granularity", "channel", "--bias-correction",
                              "--out", str(out / "int8-channel-bc")]),
+        ("int8-channel-bc-mixed", [*q, "--granularity", "channel", "--bias-correction",
+                                   "--accuracy-budget", BUDGET,
+                                   "--out", str(out / "int8-channel-bc-mixed")]),
         ("int8-tensor", [*q, "--granularity", "tensor", "--out", str(out / "int8-tensor")]),
         ("int8-tensor-cle", [*q, "--granularity", "tensor", "--equalize",
                              "--out", str(out / "int8-tensor-cle")]),
@@ -113,6 +118,25 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def mixed_section(path: Path) -> list[str]:
+    """What ``--accuracy-budget`` decided on the validation photographs: the layers kept float."""
+    if not path.is_file():
+        return []
+    mp = json.loads(path.read_text()).get("mixed_precision") or {}
+    if not mp:
+        return []
+    n = len(mp.get("sensitivity") or [])
+    md = [f"## Layers kept float by `--accuracy-budget {BUDGET}`", "",
+          f"Decided on the 192 validation crops (3 photographs, none of them evaluation ones): "
+          f"all {n} weighted layers int8 agree with fp32 on "
+          f"{100 * mp['all_int8']['agreement']:.2f}%; layers moved to float, most costly first "
+          f"(cost = agreement lost with only that layer int8), until "
+          f"{100 * mp['final']['agreement']:.2f}% agree "
+          f"({'within' if mp['within_budget'] else 'not within'} the budget):", ""]
+    md += [f"- `{f['layer']}`: {f['reason']}" for f in mp["float_layers"]]
+    return [*md, ""]
+
+
 def main() -> None:  # noqa: D103
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=HERE / "out" / "efficientnet")
@@ -138,12 +162,19 @@ def main() -> None:  # noqa: D103
     if args.report_only:
         saved = args.out / "log.md"
         log = saved.read_text().splitlines() if saved.is_file() else []
-    else:
-        (args.out / "log.md").write_text("\n".join(log) + "\n")
+    else:  # the variants made before keep their lines; the compares are re-run every time
+        saved = args.out / "log.md"
+        old = saved.read_text().splitlines() if saved.is_file() else []
+        made_now = {line.split("` |")[0] for line in log}
+        log = [line for line in old if not line.startswith("| `edgepress compare")
+               and line.split("` |")[0] not in made_now] + log
+        saved.write_text("\n".join(log) + "\n")
     wall = time.perf_counter() - t_all
     md = ["# EfficientNet-Lite0 without its training data (224×224, photos)", "",
           f"`python benchmarks/efficientnet.py --epochs {args.epochs}`: {wall / 60:.1f} min "
-          "of wall time on 2 cores for what was not yet made (below).", "",
+          "of wall time on 2 cores for what was not yet made and the compares (each "
+          "command's wall time below; a variant made by an earlier run of this script keeps "
+          "its line).", "",
           "Agreement is with the fp32 pretrained network on the 1,029 evaluation crops of 7 "
           "photographs (no labels exist); p: exact McNemar on the paired agreements against "
           "`int8-channel`. One interleaved compare per runtime, 1 thread, batch 1.", ""]
@@ -151,6 +182,7 @@ def main() -> None:  # noqa: D103
         floor = rows[0].get("noise_floor")
         md += [f"## {rt}" + (f" (noise floor {100 * floor:.1f}%)" if floor else ""), "",
                table(rows), ""]
+    md += mixed_section(args.out / "int8-channel-bc-mixed" / "quantize.json")
     md += ["## Commands and wall times", "", "| command | wall |", "|---|---|", *log, ""]
     text = stamped("\n".join(md))
     (HERE / "results" / "efficientnet.md").write_text(text)

@@ -194,7 +194,8 @@ def test_measure_and_compare_report_agreement_not_accuracy(lite_run, tmp_path):
     assert rec["agreement"] is None  # no parent to agree with
     q = tmp_path / "q"
     cli("quantize", lite_run, "--out", q, "--mode", "static", "--granularity", "tensor",
-        "--equalize", "--bias-correction", "--calibration", "64", check=0)
+        "--equalize", "--bias-correction", "--calibration", "64", "--accuracy-budget", "100",
+        check=0)
     rec = json.loads((q / "metrics.json").read_text())
     a = rec["agreement"]
     assert a["reference"] == str(lite_run) and 0.0 < a["top1"] <= 1.0
@@ -204,6 +205,10 @@ def test_measure_and_compare_report_agreement_not_accuracy(lite_run, tmp_path):
     assert summary["equalize"]["pairs"] >= 30 and summary["bias_correction"]["images"] == 64
     assert summary["val_accuracy"]["fp32"] is None
     assert summary["val_accuracy"]["agreement"]["n"] == 192
+    budget = summary["mixed_precision"]  # in points of agreement: 100 lets all-int8 through
+    assert budget["metric"] == "agreement" and budget["within_budget"]
+    all8 = budget["all_int8"]
+    assert all8["loss_pts"] == pytest.approx(100 * (1 - all8["agreement"]))
     js = tmp_path / "c.json"
     cli("compare", lite_run, q, "--json", js, check=0)
     rows = json.loads(js.read_text())
@@ -241,10 +246,35 @@ def _one_error(proc, *needles):
     return lines[0]
 
 
+def test_sensitivity_and_budget_score_agreement_on_unlabelled_data(tmp_path):
+    from edgepress.quantize.config import QuantConfig
+    from edgepress.quantize.deploy import export_fp32
+    from edgepress.quantize.mixed import choose_float_layers
+    from edgepress.quantize.sensitivity import StaticContext, sensitivity_markdown
+
+    ds = load_data(SMALL)
+    torch.manual_seed(0)
+    m = create_model("cnn", input_shape=(3, 32, 32), num_classes=10).eval()
+    fp32 = export_fp32(m, tmp_path / "fp32.onnx", (3, 32, 32), ds)
+    (tmp_path / "w").mkdir()
+    ctx = StaticContext.build(fp32, QuantConfig(mode="static", calibration=64), ds,
+                              tmp_path / "w")
+    assert ctx.metric == "agreement" and ctx.fp32_accuracy == 1.0
+    # a budget no model can meet: every layer is moved to float, most sensitive first
+    d = choose_float_layers(ctx, budget_pts=-1.0)
+    rows, names = d["sensitivity"], [ly.name for ly in ctx.layers]
+    assert sorted(r["layer"] for r in rows) == sorted(names) and len(names) >= 3
+    for r in rows:
+        assert 0.0 <= r["agreement"] <= 1.0 and "accuracy" not in r
+        assert r["loss_pts"] == pytest.approx(100 * (1 - r["agreement"]))
+    assert [f["layer"] for f in d["float_layers"]] == [r["layer"] for r in rows]
+    assert d["final"]["agreement"] == 1.0 and d["final"]["sqnr_db"] > 60  # all float: fp32
+    assert not d["within_budget"] and "pts of val agreement" in d["float_layers"][0]["reason"]
+    assert "val top-1 agreement with fp32" in sensitivity_markdown(rows)
+
+
 def test_bad_inputs_on_unlabelled_data(lite_run, tmp_path):
     # accuracy asked for where there are no labels: says agreement is reported instead
-    _one_error(cli("quantize", lite_run, "--out", tmp_path / "a", "--mode", "static",
-                   "--accuracy-budget", "1"), "needs labels", "agreement")
     _one_error(cli("train", "--model", "mlp", "--data", SMALL, "--out", tmp_path / "t"),
                "needs labels")
     # a fine-tune without a teacher has nothing to learn from

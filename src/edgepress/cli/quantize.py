@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "names)")
     p.add_argument("--accuracy-budget", type=float, default=None, metavar="PTS",
                    help="static: keep the most sensitive layers float until validation "
-                   "accuracy is within PTS points of fp32")
+                   "accuracy is within PTS points of fp32 (unlabelled data: top-1 agreement "
+                   "with fp32 at least 100 - PTS %%)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="qat: fine-tuning epochs (default: 2)")
     p.add_argument("--lr", type=float, default=None, help="qat: learning rate (default: 1e-4)")

@@ -71,7 +71,8 @@ class QuantConfig:
             input weights of a channel.
         skip_layers: layers kept in float (torch module path, ONNX node or weight name).
         accuracy_budget: static: keep the most sensitive layers float until validation
-            accuracy is within this many points of fp32.
+            accuracy is within this many points of fp32 (on unlabelled data: until top-1
+            agreement with fp32 is at least 100 − this many points).
         epochs, lr: qat fine-tuning length and learning rate.
         train_subset, teacher, alpha, temperature: qat fine-tunes on the first N training
             images only; distils from ``teacher`` (``none``, ``parent`` or a run) with soft-target

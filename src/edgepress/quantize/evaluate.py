@@ -55,8 +55,29 @@ class OnnxEval:
         return float((self.logits(x).argmax(1) == y).mean())
 
 
-def compare_logits(ref: np.ndarray, other: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Accuracy of ``other``, its loss against ``ref`` in points, and the logit SQNR in dB."""
+def compare_logits(ref: np.ndarray, other: np.ndarray,
+                   y: np.ndarray | None) -> dict[str, float]:
+    """How far ``other`` is from ``ref``: its score, the loss against ``ref`` in points, and the
+    logit SQNR in dB. With labels ``y`` the score is top-1 ``accuracy``; without (``None``) it
+    is top-1 ``agreement`` with ``ref``, whose own score is then 1 by definition.
+
+    >>> ref = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]])
+    >>> out = np.array([[2.0, 0.1], [0.0, 2.0], [0.0, 1.0], [0.0, 2.0]])
+    >>> d = compare_logits(ref, out, None)
+    >>> d["agreement"], d["loss_pts"]
+    (0.75, 25.0)
+    >>> compare_logits(ref, out, np.array([0, 1, 0, 0]))["loss_pts"]  # accuracy 0.75 → 0.50
+    25.0
+    """
+    if y is None:
+        agr = float((ref.argmax(1) == other.argmax(1)).mean())
+        return {"agreement": agr, "loss_pts": 100.0 * (1.0 - agr),
+                "sqnr_db": sqnr_db(ref, other)}
     acc_ref = float((ref.argmax(1) == y).mean())
     acc = float((other.argmax(1) == y).mean())
     return {"accuracy": acc, "loss_pts": 100.0 * (acc_ref - acc), "sqnr_db": sqnr_db(ref, other)}
+
+
+def score(d: dict) -> float:
+    """The score :func:`compare_logits` returned: accuracy, or agreement on unlabelled data."""
+    return d["accuracy"] if "accuracy" in d else d["agreement"]

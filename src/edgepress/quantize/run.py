@@ -21,7 +21,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..checkpoint import (
     ONNX,
@@ -35,6 +35,9 @@ from .config import QuantConfig
 from .deploy import PACKED, build_quantized, export_fp32
 from .evaluate import OnnxEval
 from .layers import check_finite, check_not_quantized
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -262,11 +265,9 @@ def _quantize_in(src: Source, config: QuantConfig, ds: Dataset, work: Path, sens
         if src.run is not None:  # export what model.safetensors will hold
             model = _as_saved(model, src.run, work)
         fp32 = export_fp32(model, work / "fp32-qat.onnx", tuple(ds.input_shape), ds)
-    if config.accuracy_budget is not None or sensitivity:
-        ds.require_labels("--accuracy-budget" if config.accuracy_budget is not None
-                          else "--sensitivity")
     if config.mode == "static" and (config.accuracy_budget is not None or sensitivity):
-        config, extra = _mixed(fp32, config, ds, work / "search", sensitivity)
+        config, extra = _mixed(fp32, config, ds, work / "search", sensitivity,
+                               _parent_logits(src, ds))
         files.update({p.name: p for p in extra.pop("_files", [])})
         report.update(extra)
     dst = work / "quantized.onnx"
@@ -326,13 +327,26 @@ def _qat(model, config: QuantConfig, ds: Dataset, progress: bool,  # noqa: ANN00
     return qat_(model, ds, config, calib_x, progress=progress, teacher=teacher)
 
 
-def _mixed(fp32: Path, config: QuantConfig, ds: Dataset, work: Path,
-           sensitivity: bool) -> tuple[QuantConfig, dict]:
+def _parent_logits(src: Source, ds: Dataset) -> np.ndarray | None:
+    """The parent's own validation logits, when it is a PyTorch model.
+
+    They are the reference the layer decisions are scored against: the fp32 ONNX file the
+    quantizer starts from may carry bias-corrected biases, which are not the parent's function.
+    """
+    if src.model is None:
+        return None
+    from ..training import predict
+
+    return predict(src.model.eval(), ds.x_val)
+
+
+def _mixed(fp32: Path, config: QuantConfig, ds: Dataset, work: Path, sensitivity: bool,
+           reference: np.ndarray | None) -> tuple[QuantConfig, dict]:
     from .mixed import choose_float_layers
     from .sensitivity import StaticContext, layer_sensitivity, write_sensitivity
 
     work.mkdir()
-    ctx = StaticContext.build(fp32, config, ds, work)
+    ctx = StaticContext.build(fp32, config, ds, work, reference=reference)
     extra: dict = {}
     rows = None
     if config.accuracy_budget is not None:
