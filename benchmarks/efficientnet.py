@@ -122,10 +122,11 @@ def mixed_section(path: Path) -> list[str]:
     """What ``--accuracy-budget`` decided on the validation photographs: the layers kept float."""
     if not path.is_file():
         return []
-    mp = json.loads(path.read_text()).get("mixed_precision") or {}
+    summary = json.loads(path.read_text())
+    mp = summary.get("mixed_precision") or {}
     if not mp:
         return []
-    n = len(mp.get("sensitivity") or [])
+    n = len(summary.get("sensitivity") or [])
     md = [f"## Layers kept float by `--accuracy-budget {BUDGET}`", "",
           f"Decided on the 192 validation crops (3 photographs, none of them evaluation ones): "
           f"all {n} weighted layers int8 agree with fp32 on "
@@ -134,6 +135,9 @@ def mixed_section(path: Path) -> list[str]:
           f"{100 * mp['final']['agreement']:.2f}% agree "
           f"({'within' if mp['within_budget'] else 'not within'} the budget):", ""]
     md += [f"- `{f['layer']}`: {f['reason']}" for f in mp["float_layers"]]
+    if summary.get("layers_judged_without_bias_correction"):
+        md += ["", "The layers were judged on the equalised fp32 export without bias correction; "
+               "the final export corrects the biases of the layers left int8 only."]
     return [*md, ""]
 
 

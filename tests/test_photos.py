@@ -177,6 +177,19 @@ def test_bias_correction_removes_the_mean_output_shift():
     assert range_spread([conv]) > 2.0
 
 
+def test_bias_correction_leaves_the_layers_kept_float_alone():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                        nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()),
+                        nn.Conv2d(8, 4, 1))
+    x = np.random.default_rng(0).random((16, 3, 8, 8), dtype=np.float32)
+    before = [c.bias.detach().clone() for c in (net[0], net[2][0], net[3])]
+    report = correct_biases(net, x, per_channel=False, reduce_range=True, skip=("0", "2"))
+    assert report["layers"] == 1 and report["skipped"] == 2
+    assert torch.equal(net[0].bias, before[0]) and torch.equal(net[2][0].bias, before[1])
+    assert float((net[3].bias.detach() - before[2]).abs().max()) > 1e-6
+
+
 # --- the CLI on unlabelled data -------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -257,6 +257,16 @@ def test_mixed_precision_keeps_an_outlier_layer_float(tmp_path, cnn_run, digits)
     assert load_run(tmp_path / "mixed").meta["deployment"]["quantization"]["skip_layers"] == floats
     assert len(summary["sensitivity"]) == 4  # one row per weighted layer
     assert (tmp_path / "mixed" / "sensitivity.png").stat().st_size > 1000
+    # with bias correction: layers judged on the uncorrected export, the final export corrects
+    # only the layers that stay int8 (a float layer has no rounding error to correct)
+    bc = QuantConfig(mode="static", granularity="tensor", accuracy_budget=0.5,
+                     bias_correction=True)
+    quantize(src, bc, out=tmp_path / "mixed-bc", progress=False)
+    summary = json.loads((tmp_path / "mixed-bc" / "quantize.json").read_text())
+    floats = [f["layer"] for f in summary["mixed_precision"]["float_layers"]]
+    assert summary["layers_judged_without_bias_correction"] and floats
+    assert summary["bias_correction"]["skipped"] == len(floats)
+    assert summary["bias_correction"]["layers"] == 4 - len(floats)
 
 
 def test_foreign_onnx_quantizes(tmp_path, foreign_onnx):

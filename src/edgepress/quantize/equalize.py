@@ -25,7 +25,8 @@ the weights, so per-tensor int8 (all some runtimes and accelerators offer) works
 :func:`correct_biases`: with the weights rounded the way the quantizer will round them
 (symmetric int8, per tensor or per channel, ±127 or the reduced ±64), each layer's output
 shifts on average by E[(Q(W) − W) ∗ x]; that mean, measured on the calibration images with
-float inputs, is subtracted from the layer's bias (empirical bias correction).
+float inputs, is subtracted from the layer's bias (empirical bias correction). Layers the
+config keeps float (``skip_layers``, as module paths) have no such error and keep their bias.
 
 Example:
     >>> import torch
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -261,13 +263,19 @@ def fake_quant_weight(w: torch.Tensor, *, per_channel: bool, qmax: int) -> torch
 
 @torch.no_grad()
 def correct_biases(model: nn.Module, x: np.ndarray, *, per_channel: bool, reduce_range: bool,
-                   batch: int = 16) -> dict[str, Any]:
+                   batch: int = 16, skip: Sequence[str] = ()) -> dict[str, Any]:
     """Correct, in place, the bias of every Conv2d and Linear of ``model`` for its weights'
     quantization error, measured on the float32 images ``x`` (see the module); return
-    ``{"layers", "images", "mean_abs_shift"}``.
+    ``{"layers", "images", "mean_abs_shift", "skipped"}``.
+
+    Layers named in ``skip`` (module paths such as ``features.0``, or a parent of them) stay
+    float, so they have no quantization error and their biases are left alone.
     """
     qmax = 64 if reduce_range else 127
-    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    layers = [m for name, m in model.named_modules()
+              if isinstance(m, nn.Conv2d | nn.Linear) and not _named_in(name, skip)]
+    skipped = sum(1 for name, m in model.named_modules()
+                  if isinstance(m, nn.Conv2d | nn.Linear) and _named_in(name, skip))
     errors: dict[nn.Module, torch.Tensor] = {
         m: fake_quant_weight(m.weight, per_channel=per_channel, qmax=qmax) - m.weight
         for m in layers}
@@ -302,8 +310,13 @@ def correct_biases(model: nn.Module, x: np.ndarray, *, per_channel: bool, reduce
             m.bias = nn.Parameter(torch.zeros(m.weight.shape[0], dtype=m.weight.dtype))
         m.bias.sub_(mean)
         moved.append(float(mean.abs().mean()))
-    return {"layers": len(moved), "images": int(len(x)),
+    return {"layers": len(moved), "images": int(len(x)), "skipped": skipped,
             "mean_abs_shift": float(np.mean(moved)) if moved else 0.0}
+
+
+def _named_in(name: str, names: Sequence[str]) -> bool:
+    """Whether module path ``name`` is one of ``names`` or inside one of them."""
+    return any(name == s or name.startswith(s + ".") for s in names)
 
 
 def prepare_for_quantization(model: nn.Module, config: Any, data: Any,
@@ -325,7 +338,8 @@ def prepare_for_quantization(model: nn.Module, config: Any, data: Any,
         x, _ = calibration_images(data, config.calibration or 0, config.seed, CALIB_BATCH)
         report["bias_correction"] = correct_biases(
             out, x, per_channel=config.per_channel,
-            reduce_range=bool(config.reduce_range if reduce_range is None else reduce_range))
+            reduce_range=bool(config.reduce_range if reduce_range is None else reduce_range),
+            skip=tuple(config.skip_layers))
     for p in out.parameters():
         p.requires_grad_(False)
     if not all(math.isfinite(float(p.abs().max())) for p in out.parameters() if p.numel()):

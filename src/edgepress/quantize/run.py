@@ -266,10 +266,7 @@ def _quantize_in(src: Source, config: QuantConfig, ds: Dataset, work: Path, sens
             model = _as_saved(model, src.run, work)
         fp32 = export_fp32(model, work / "fp32-qat.onnx", tuple(ds.input_shape), ds)
     if config.mode == "static" and (config.accuracy_budget is not None or sensitivity):
-        config, extra = _mixed(fp32, config, ds, work / "search", sensitivity,
-                               _parent_logits(src, ds))
-        files.update({p.name: p for p in extra.pop("_files", [])})
-        report.update(extra)
+        fp32, config = _decide_layers(src, fp32, config, ds, work, sensitivity, files, report)
     dst = work / "quantized.onnx"
     (work / "build").mkdir()
     info = build_quantized(fp32, dst, config, ds, work / "build")
@@ -279,6 +276,32 @@ def _quantize_in(src: Source, config: QuantConfig, ds: Dataset, work: Path, sens
     if profile:
         report["profile"] = _profile(fp32, dst, ds)
     return Outcome(model, dst, {**info, "config": config}, report, files)
+
+
+def _decide_layers(src: Source, fp32: Path, config: QuantConfig, ds: Dataset, work: Path,
+                   sensitivity: bool, files: dict, report: dict) -> tuple[Path, QuantConfig]:
+    """Per-layer sensitivity and the budget's float layers; the fp32 file and config to build.
+
+    Bias correction shifts each int8 layer's bias for its own rounding error, so it depends on
+    which layers stay float: the layers are judged on the equalised export without it, and the
+    final export is corrected for the layers that stay int8 only.
+    """
+    bc = config.bias_correction and src.model is not None
+    judged = fp32
+    if bc:
+        plain = QuantConfig.from_dict({**config.to_dict(), "bias_correction": False})
+        (work / "judged").mkdir()
+        judged = _fp32_onnx(src, ds, work / "judged", plain, {})
+    chosen, extra = _mixed(judged, config, ds, work / "search", sensitivity,
+                           _parent_logits(src, ds))
+    files.update({p.name: p for p in extra.pop("_files", [])})
+    if bc:
+        extra["layers_judged_without_bias_correction"] = True
+    report.update(extra)
+    if bc and chosen.skip_layers != config.skip_layers:
+        (work / "final").mkdir()
+        fp32 = _fp32_onnx(src, ds, work / "final", chosen, report)
+    return fp32, chosen
 
 
 def _check_shape(src: Source, ds: Dataset) -> None:
