@@ -2,6 +2,7 @@
 224×224 on ONNX Runtime and ExecuTorch/XNNPACK.
 
     python benchmarks/efficientnet.py [--out benchmarks/out/efficientnet] [--epochs 2]
+                                      [--variants int8-channel-bc,int8-channel-bc-mixed]
 
 Every variant is made by the edgepress CLI (one process each) from the pretrained run, on
 ``--data photos`` (20 scenes of photographs that installed packages ship, no labels;
@@ -93,18 +94,19 @@ def _confident(a: dict) -> str:
     return "" if c.get("top1") is None else f"{100 * c['top1']:.2f}% ({c['n']})"
 
 
-def table(rows: list[dict]) -> str:
-    """The Markdown table of one compare (the reference's second session left out)."""
+def table(rows: list[dict], against: str) -> str:
+    """The Markdown table of one compare (the reference's second session left out); p-values
+    of the paired agreements against variant ``against``."""
     head = ("| variant | params | MACs | gzip bytes | median ms | speed-up [95% CI] | "
             "top-1 agreement [95% CI] | top-1 where fp32 p ≥ 0.5 (n) | top-5 | KL | SQNR dB | "
-            "p vs int8-channel | "
+            f"p vs {against} | "
             "peak RSS MB | kernels |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         if r["variant"] == "reference-again":
             continue
         a, (lo, hi) = r["agreement"], r["speedup_ci95"]
-        p = (r.get("agreement_p_values") or {}).get("int8-channel")
+        p = (r.get("agreement_p_values") or {}).get(against)
         kernels = ", ".join(f"{k}×{v}" for k, v in sorted(r["kernels"].items(),
                                                             key=lambda kv: -kv[1])[:6])
         lines.append(
@@ -146,6 +148,8 @@ def main() -> None:  # noqa: D103
     ap.add_argument("--out", type=Path, default=HERE / "out" / "efficientnet")
     ap.add_argument("--epochs", type=int, default=2, help="distillation epochs after pruning")
     ap.add_argument("--runtimes", default="onnxruntime,executorch")
+    ap.add_argument("--variants", help="only these (comma-separated; fp32 always): made, "
+                    "compared and written to benchmarks/results/efficientnet-<last one>.md")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite the results file from the compare JSONs already in --out")
     args = ap.parse_args()
@@ -153,6 +157,15 @@ def main() -> None:  # noqa: D103
     log: list[str] = []
     t_all = time.perf_counter()
     made = variants(args.out, args.epochs)
+    results_file = "efficientnet.md"
+    if args.variants:
+        wanted = {"fp32", *args.variants.split(",")}
+        if unknown := wanted - {n for n, _ in made}:
+            sys.exit(f"unknown variants: {', '.join(sorted(unknown))}")
+        made = [(n, c) for n, c in made if n in wanted]
+        results_file = f"efficientnet-{args.variants.split(',')[-1]}.md"
+    names = [n for n, _ in made]
+    against = "int8-channel" if "int8-channel" in names else names[min(1, len(names) - 1)]
     results = {}
     for name, cmd in made:
         if not args.report_only and not (args.out / name / "metrics.json").is_file():
@@ -175,21 +188,22 @@ def main() -> None:  # noqa: D103
         saved.write_text("\n".join(log) + "\n")
     wall = time.perf_counter() - t_all
     md = ["# EfficientNet-Lite0 without its training data (224×224, photos)", "",
-          f"`python benchmarks/efficientnet.py --epochs {args.epochs}`: {wall / 60:.1f} min "
+          f"`python benchmarks/efficientnet.py --epochs {args.epochs}"
+          f"{f' --variants {args.variants}' if args.variants else ''}`: {wall / 60:.1f} min "
           "of wall time on 2 cores for what was not yet made and the compares (each "
           "command's wall time below; a variant made by an earlier run of this script keeps "
           "its line).", "",
           "Agreement is with the fp32 pretrained network on the 1,029 evaluation crops of 7 "
           "photographs (no labels exist); p: exact McNemar on the paired agreements against "
-          "`int8-channel`. One interleaved compare per runtime, 1 thread, batch 1.", ""]
+          f"`{against}`. One interleaved compare per runtime, 1 thread, batch 1.", ""]
     for rt, rows in results.items():
         floor = rows[0].get("noise_floor")
         md += [f"## {rt}" + (f" (noise floor {100 * floor:.1f}%)" if floor else ""), "",
-               table(rows), ""]
+               table(rows, against), ""]
     md += mixed_section(args.out / "int8-channel-bc-mixed" / "quantize.json")
     md += ["## Commands and wall times", "", "| command | wall |", "|---|---|", *log, ""]
     text = stamped("\n".join(md))
-    (HERE / "results" / "efficientnet.md").write_text(text)
+    (HERE / "results" / results_file).write_text(text)
     print(text)
 
 
