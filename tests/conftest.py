@@ -95,6 +95,22 @@ def foreign_onnx(tmp_path_factory):
     return path
 
 
+def grayscale_models() -> list[str]:
+    """The zoo models that take a one-channel image (efficientnet-lite0 takes RGB only: its
+    tests are in tests/test_efficientnet.py)."""
+    from edgepress.errors import InputError
+    from edgepress.zoo import create_model, list_models
+
+    names = []
+    for name in list_models():
+        try:
+            create_model(name, input_shape=(1, 8, 8), num_classes=10)
+        except InputError:
+            continue
+        names.append(name)
+    return names
+
+
 def contract_ok(*paths):
     proc = subprocess.run([sys.executable, str(CHECKER), *map(str, paths)], capture_output=True,
                           text=True)

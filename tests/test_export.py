@@ -2,14 +2,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from tests.conftest import grayscale_models
 
 from edgepress.export.onnx import export_onnx
-from edgepress.zoo import create_model, list_models
+from edgepress.zoo import create_model
 
-RGB_ONLY = {"efficientnet-lite0"}  # its ONNX parity: tests/test_efficientnet.py
+GRAY = grayscale_models()
 
 
-@pytest.mark.parametrize("name", [m for m in list_models() if m not in RGB_ONLY])
+@pytest.mark.parametrize("name", GRAY)
 def test_export_parity_dynamic_batch(tmp_path, digits, name):
     m = create_model(name, input_shape=digits.input_shape, num_classes=10).eval()
     path = tmp_path / f"{name}.onnx"

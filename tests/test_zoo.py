@@ -1,11 +1,11 @@
 import pytest
 import torch
+from tests.conftest import grayscale_models
 
 from edgepress.errors import InputError
-from edgepress.zoo import ModelSpec, create_model, list_models
+from edgepress.zoo import ModelSpec, create_model
 
-RGB_ONLY = {"efficientnet-lite0"}  # 3×H×W ImageNet photographs: tests/test_efficientnet.py
-GRAY = [m for m in list_models() if m not in RGB_ONLY]
+GRAY = grayscale_models()
 
 
 @pytest.mark.parametrize("name", GRAY)
