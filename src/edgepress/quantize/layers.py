@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,42 @@ def find_layers(model) -> list[Layer]:  # noqa: ANN001
         name = weight[: -len(".weight")] if weight.endswith(".weight") else node_name
         found.append(Layer(name, node_name, node.op_type, weight, axis))
     return found
+
+
+ACTIVATIONS = ("Clip", "Relu")
+
+
+def with_activations(model, nodes: Sequence[str]) -> list[str]:  # noqa: ANN001
+    """``nodes`` and, after each, the Clip / Relu that alone reads its output.
+
+    A layer and its activation are quantized or kept float together: ONNX Runtime gives a
+    quantized conv followed by a quantized ReLU6 the clipped range ([0, 6]); a conv quantized
+    alone gets the range of its unclipped output (Lite0's stem: about ±40, so 256 levels are
+    0.3 apart and the stem alone costs 61 pts of agreement instead of 5), and a float conv
+    whose ReLU6 is quantized is rounded on that wide range too.
+
+    Example:
+        >>> from onnx import helper
+        >>> g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        ...                        helper.make_node("Clip", ["c"], ["y"], name="relu6")],
+        ...                       "g", [], [])
+        >>> with_activations(helper.make_model(g), ["conv"])
+        ['conv', 'relu6']
+    """
+    readers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    by_name = {n.name: n for n in model.graph.node}
+    out = list(nodes)
+    for name in nodes:
+        node = by_name.get(name)
+        if node is None:
+            continue
+        after = readers.get(node.output[0], [])
+        if len(after) == 1 and after[0].op_type in ACTIVATIONS and after[0].name not in out:
+            out.append(after[0].name)
+    return out
 
 
 def ensure_node_names(model) -> None:  # noqa: ANN001

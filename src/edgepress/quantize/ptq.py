@@ -33,7 +33,14 @@ import numpy as np
 from ..data import Dataset, calibration_subset
 from ..errors import InputError
 from .config import QuantConfig
-from .layers import WEIGHTED_OPS, Layer, ensure_node_names, find_layers, resolve_layers
+from .layers import (
+    WEIGHTED_OPS,
+    Layer,
+    ensure_node_names,
+    find_layers,
+    resolve_layers,
+    with_activations,
+)
 
 CALIB_BATCH = 32
 PERCENTILE = 99.99
@@ -151,18 +158,25 @@ def static_int8(pre_path: str | os.PathLike, out_path: str | os.PathLike, config
         input_name, batch: the model's input name and the calibration batch.
         exclude_nodes: more node names to keep float (mixed precision).
         only_nodes: quantize just these nodes (per-layer sensitivity).
+
+    A layer kept float or quantized alone takes its Clip / Relu with it
+    (:func:`~edgepress.quantize.layers.with_activations`).
         cache: a calibration-range cache file: computed once, reused by later calls.
     """
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    exclude = [*skipped_nodes(pre_path, config.skip_layers), *exclude_nodes]
+    graph = onnx.load(str(pre_path))
+    exclude = with_activations(graph, [*skipped_nodes(pre_path, config.skip_layers),
+                                       *exclude_nodes])
+    only = with_activations(graph, list(only_nodes or []))
     with quiet():
         quantize_static(
             str(pre_path), str(out_path), _reader(calib_x, input_name, batch),
             quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
             reduce_range=_reduce_range(config),
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=exclude or None, nodes_to_quantize=list(only_nodes or []) or None,
+            nodes_to_exclude=exclude or None, nodes_to_quantize=only or None,
             calibrate_method=getattr(CalibrationMethod, _METHODS[config.calib_method or "minmax"]),
             extra_options=extra_options(config),
             calibration_cache_path=str(cache) if cache is not None else None)
