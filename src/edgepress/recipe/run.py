@@ -238,8 +238,9 @@ def _finish(final: Path, last: Path, parent: Run, summary: dict, timed: bool) ->
     tmp = final / f".final.{os.getpid()}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    shutil.copytree(last, tmp, ignore=shutil.ignore_patterns(STEP_FILE), copy_function=shutil.copy2)
-    try:
+    try:  # the copy too: an interrupt during it must not leave the half-made copy behind
+        shutil.copytree(last, tmp, ignore=shutil.ignore_patterns(STEP_FILE),
+                        copy_function=shutil.copy2)
         meta = json.loads((tmp / MODEL_JSON).read_text())
         prov = meta.setdefault("provenance", {})
         prov.update(parent=str(parent.path.resolve()),
