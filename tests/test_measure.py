@@ -209,9 +209,20 @@ def test_disturbed_spells_are_left_out_of_the_median():
 
 
 def test_a_steady_host_keeps_every_run():
+    """On a steady spell most runs are kept and the quiet median is the median of all runs.
+
+    A CI host is not always steady for 0.3 s (a neighbour's burst moved the quiet median 26%
+    from the all-runs one once), so the measurement gets three tries at a steady spell; a
+    selection that wrongly drops or biases runs fails all three.
+    """
     from edgepress.measurement.latency import time_interleaved
 
-    (t,) = time_interleaved([lambda: sum(range(2000))], min_runs=200, min_seconds=0.3)
-    s = t.summary()
-    assert s["quiet_fraction"] > 0.5 and s["runs_all"] >= s["runs"] >= 200
-    assert abs(s["median"] / s["median_all"] - 1) < 0.1
+    tries = []
+    for _ in range(3):
+        (t,) = time_interleaved([lambda: sum(range(2000))], min_runs=200, min_seconds=0.3)
+        s = t.summary()
+        assert s["runs_all"] >= s["runs"] >= 200
+        tries.append((s["quiet_fraction"], abs(s["median"] / s["median_all"] - 1)))
+        if tries[-1][0] > 0.5 and tries[-1][1] < 0.1:
+            break
+    assert tries[-1][0] > 0.5 and tries[-1][1] < 0.1, tries
