@@ -272,10 +272,10 @@ def correct_biases(model: nn.Module, x: np.ndarray, *, per_channel: bool, reduce
     float, so they have no quantization error and their biases are left alone.
     """
     qmax = 64 if reduce_range else 127
-    layers = [m for name, m in model.named_modules()
-              if isinstance(m, nn.Conv2d | nn.Linear) and not _named_in(name, skip)]
-    skipped = sum(1 for name, m in model.named_modules()
-                  if isinstance(m, nn.Conv2d | nn.Linear) and _named_in(name, skip))
+    weighted = [(name, m) for name, m in model.named_modules()
+                if isinstance(m, nn.Conv2d | nn.Linear)]
+    layers = [m for name, m in weighted if not _named_in(name, skip)]
+    skipped = len(weighted) - len(layers)
     errors: dict[nn.Module, torch.Tensor] = {
         m: fake_quant_weight(m.weight, per_channel=per_channel, qmax=qmax) - m.weight
         for m in layers}

@@ -27,6 +27,7 @@ import io
 import logging
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -136,12 +137,14 @@ def preprocess(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     onnx.save(model, str(dst))
 
 
-def skipped_nodes(pre_path: str | os.PathLike, skip_layers: Sequence[str]) -> list[str]:
-    """Node names of the layers ``skip_layers`` selects in the pre-processed model."""
+def skipped_nodes(pre: str | os.PathLike | Any, skip_layers: Sequence[str]) -> list[str]:
+    """Node names of the layers ``skip_layers`` selects in the pre-processed model (its path
+    or the loaded ``ModelProto``).
+    """
     import onnx
 
-    layers = find_layers(onnx.load(str(pre_path)))
-    return [ly.node for ly in resolve_layers(layers, list(skip_layers))]
+    model = onnx.load(str(pre)) if isinstance(pre, str | os.PathLike) else pre
+    return [ly.node for ly in resolve_layers(find_layers(model), list(skip_layers))]
 
 
 def static_int8(pre_path: str | os.PathLike, out_path: str | os.PathLike, config: QuantConfig,
@@ -158,16 +161,16 @@ def static_int8(pre_path: str | os.PathLike, out_path: str | os.PathLike, config
         input_name, batch: the model's input name and the calibration batch.
         exclude_nodes: more node names to keep float (mixed precision).
         only_nodes: quantize just these nodes (per-layer sensitivity).
+        cache: a calibration-range cache file: computed once, reused by later calls.
 
     A layer kept float or quantized alone takes its Clip / Relu with it
     (:func:`~edgepress.quantize.layers.with_activations`).
-        cache: a calibration-range cache file: computed once, reused by later calls.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     graph = onnx.load(str(pre_path))
-    exclude = with_activations(graph, [*skipped_nodes(pre_path, config.skip_layers),
+    exclude = with_activations(graph, [*skipped_nodes(graph, config.skip_layers),
                                        *exclude_nodes])
     only = with_activations(graph, list(only_nodes or []))
     with quiet():

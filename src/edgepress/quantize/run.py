@@ -256,7 +256,10 @@ def _quantize_in(src: Source, config: QuantConfig, ds: Dataset, work: Path, sens
     model = src.model
     files: dict[str, Any] = {}
     report: dict[str, Any] = {}
-    if config.mode != "qat":  # QAT exports its fine-tuned model instead
+    deciding = config.mode == "static" and (config.accuracy_budget is not None or sensitivity)
+    if deciding:
+        fp32, config = _decide_layers(src, config, ds, work, sensitivity, files, report)
+    elif config.mode != "qat":  # QAT exports its fine-tuned model instead
         fp32 = _fp32_onnx(src, ds, work, config, report)
     else:
         _check_shape(src, ds)
@@ -265,8 +268,6 @@ def _quantize_in(src: Source, config: QuantConfig, ds: Dataset, work: Path, sens
         if src.run is not None:  # export what model.safetensors will hold
             model = _as_saved(model, src.run, work)
         fp32 = export_fp32(model, work / "fp32-qat.onnx", tuple(ds.input_shape), ds)
-    if config.mode == "static" and (config.accuracy_budget is not None or sensitivity):
-        fp32, config = _decide_layers(src, fp32, config, ds, work, sensitivity, files, report)
     dst = work / "quantized.onnx"
     (work / "build").mkdir()
     info = build_quantized(fp32, dst, config, ds, work / "build")
@@ -278,7 +279,7 @@ def _quantize_in(src: Source, config: QuantConfig, ds: Dataset, work: Path, sens
     return Outcome(model, dst, {**info, "config": config}, report, files)
 
 
-def _decide_layers(src: Source, fp32: Path, config: QuantConfig, ds: Dataset, work: Path,
+def _decide_layers(src: Source, config: QuantConfig, ds: Dataset, work: Path,
                    sensitivity: bool, files: dict, report: dict) -> tuple[Path, QuantConfig]:
     """Per-layer sensitivity and the budget's float layers; the fp32 file and config to build.
 
@@ -287,21 +288,18 @@ def _decide_layers(src: Source, fp32: Path, config: QuantConfig, ds: Dataset, wo
     final export is corrected for the layers that stay int8 only.
     """
     bc = config.bias_correction and src.model is not None
-    judged = fp32
-    if bc:
-        plain = QuantConfig.from_dict({**config.to_dict(), "bias_correction": False})
-        (work / "judged").mkdir()
-        judged = _fp32_onnx(src, ds, work / "judged", plain, {})
+    judge = QuantConfig.from_dict({**config.to_dict(), "bias_correction": False}) if bc else config
+    (work / "judged").mkdir()
+    judged = _fp32_onnx(src, ds, work / "judged", judge, report)
     chosen, extra = _mixed(judged, config, ds, work / "search", sensitivity,
                            _parent_logits(src, ds))
     files.update({p.name: p for p in extra.pop("_files", [])})
-    if bc:
-        extra["layers_judged_without_bias_correction"] = True
     report.update(extra)
-    if bc and chosen.skip_layers != config.skip_layers:
-        (work / "final").mkdir()
-        fp32 = _fp32_onnx(src, ds, work / "final", chosen, report)
-    return fp32, chosen
+    if not bc:
+        return judged, chosen
+    report["layers_judged_without_bias_correction"] = True
+    (work / "final").mkdir()
+    return _fp32_onnx(src, ds, work / "final", chosen, report), chosen
 
 
 def _check_shape(src: Source, ds: Dataset) -> None:
