@@ -81,6 +81,7 @@ class QuantConfig:
             :func:`resolve_reduce_range` when quantizing, and recorded: x86 CPUs without VNNI
             saturate the u8·s8 products of ONNX Runtime's fused kernels with full-range weights
             (measured: logit SQNR 16 dB instead of 41 dB on LeNet-5), with VNNI they do not.
+            Depthwise convolutions keep 8 bits either way: their kernel does not saturate.
         equalize: static: cross-layer equalisation before quantizing (Nagel et al. 2019, as
             AIMET does it): BatchNorm folded, ReLU6 made ReLU, and the weight ranges of every
             conv → ReLU → conv pair evened out by per-channel scales that leave the fp32

@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..export.deploy import register_exporter
 from .config import QuantConfig
 from .evaluate import OnnxEval
-from .layers import find_layers
+from .layers import depthwise_weights, find_layers
 from .ptq import (
     calibration_batch,
     calibration_images,
@@ -82,7 +82,17 @@ def _build_static(fp32: Path, dst: Path, config: QuantConfig, data: Dataset, wor
     x, indices_hash = calibration_images(data, config.calibration or 0, config.seed, batch)
     static_int8(pre, dst, config, ev.shaped(x), input_name=ev.input_name, batch=batch)
     return {"calibration_indices_hash": indices_hash, "calibration_images": int(len(x)),
+            "depthwise_weights_8bit": _depthwise_8bit(pre, config),
             **_layer_split(pre, dst)}
+
+
+def _depthwise_8bit(pre: Path, config: QuantConfig) -> int:
+    """How many depthwise weights kept 8 bits under ``reduce_range`` (0 without it)."""
+    import onnx
+
+    if not config.resolved().reduce_range:
+        return 0
+    return len(depthwise_weights(onnx.load(str(pre))))
 
 
 @register_builder("dynamic")

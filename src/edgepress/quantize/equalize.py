@@ -52,6 +52,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import InputError
+from .layers import module_is_depthwise, weight_qmax
 
 SWEEPS = 20          # passes over the pairs (converges in a few for Lite0)
 SETTLED = 1e-4       # a pass whose largest |log s| is below this ends the sweeps
@@ -269,15 +270,17 @@ def correct_biases(model: nn.Module, x: np.ndarray, *, per_channel: bool, reduce
     ``{"layers", "images", "mean_abs_shift", "skipped"}``.
 
     Layers named in ``skip`` (module paths such as ``features.0``, or a parent of them) stay
-    float, so they have no quantization error and their biases are left alone.
+    float, so they have no quantization error and their biases are left alone. Weights round
+    to ±127, or ±64 with ``reduce_range`` except depthwise ones, as the ONNX quantizer does
+    (:func:`~edgepress.quantize.layers.weight_qmax`).
     """
-    qmax = 64 if reduce_range else 127
     weighted = [(name, m) for name, m in model.named_modules()
                 if isinstance(m, nn.Conv2d | nn.Linear)]
     layers = [m for name, m in weighted if not _named_in(name, skip)]
     skipped = len(weighted) - len(layers)
     errors: dict[nn.Module, torch.Tensor] = {
-        m: fake_quant_weight(m.weight, per_channel=per_channel, qmax=qmax) - m.weight
+        m: fake_quant_weight(m.weight, per_channel=per_channel,
+                             qmax=weight_qmax(reduce_range, module_is_depthwise(m))) - m.weight
         for m in layers}
     sums: dict[nn.Module, torch.Tensor] = {}
     counts: dict[nn.Module, int] = {}
@@ -324,7 +327,7 @@ def prepare_for_quantization(model: nn.Module, config: Any, data: Any,
     """The model the int8 quantizer sees under ``config`` (``equalize``, ``bias_correction``;
     ``model`` itself is not changed) and what was done (for ``quantize.json``). Bias
     correction uses the config's calibration images and rounds weights to ±127, or ±64 with
-    ``reduce_range`` (default: the config's).
+    ``reduce_range`` (default: the config's) except depthwise ones.
     """
     if not (config.equalize or config.bias_correction):
         return model, {}

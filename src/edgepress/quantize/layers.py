@@ -68,6 +68,55 @@ def find_layers(model) -> list[Layer]:  # noqa: ANN001
     return found
 
 
+def is_depthwise(weight_shape: Sequence[int], group: int) -> bool:
+    """Whether a convolution is depthwise as ONNX Runtime's QLinearConv judges it: one input and
+    one output channel per group. That kernel sums its u8·s8 products in int32, not in the
+    saturating int16 pairs (``vpmaddubsw``) of the GEMM path that other convolutions take on
+    x86 without VNNI, so under ``reduce_range`` its weights keep all 8 bits (:func:`weight_qmax`).
+
+    >>> is_depthwise((32, 1, 3, 3), 32), is_depthwise((32, 1, 3, 3), 1)
+    (True, False)
+    >>> is_depthwise((64, 1, 3, 3), 32)  # two outputs per group: the GEMM path
+    False
+    """
+    return group > 1 and len(weight_shape) == 4 and weight_shape[1] == 1 \
+        and weight_shape[0] == group
+
+
+def weight_qmax(reduce_range: bool, depthwise: bool) -> int:
+    """The largest int8 weight code: 127, or 64 (7 bits) with ``reduce_range`` except for a
+    depthwise convolution (:func:`is_depthwise`).
+
+    >>> weight_qmax(True, False), weight_qmax(True, True), weight_qmax(False, False)
+    (64, 127, 127)
+    """
+    return 64 if reduce_range and not depthwise else 127
+
+
+def module_is_depthwise(module) -> bool:  # noqa: ANN001
+    """Whether a PyTorch layer is a depthwise convolution (:func:`is_depthwise`).
+
+    >>> import torch.nn as nn
+    >>> module_is_depthwise(nn.Conv2d(8, 8, 3, groups=8)), module_is_depthwise(nn.Linear(4, 4))
+    (True, False)
+    """
+    groups = getattr(module, "groups", None)
+    return isinstance(groups, int) and is_depthwise(tuple(module.weight.shape), groups)
+
+
+def depthwise_weights(model) -> list[str]:  # noqa: ANN001
+    """The weight initializers of an ONNX model's depthwise Conv nodes (:func:`is_depthwise`)."""
+    inits = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if is_depthwise(inits[node.input[1]], group):
+            out.append(node.input[1])
+    return out
+
+
 ACTIVATIONS = ("Clip", "Relu")
 
 

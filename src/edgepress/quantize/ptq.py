@@ -11,7 +11,11 @@ Choices, and why:
   activations were measured slower on x86 (depthwise convs stayed float, QDQ pairs multiplied).
   On x86 without VNNI the fused u8·s8 kernels saturate, so there the weights use 7 bits
   (``reduce_range``, decided per machine and recorded in the config): LeNet-5's logit SQNR went
-  from 16 dB to 37 dB, at the same speed.
+  from 16 dB to 37 dB, at the same speed. Depthwise convolutions keep 8 bits even then: their
+  kernel sums in int32 and does not saturate (:func:`~edgepress.quantize.layers.is_depthwise`).
+  On an AVX2 host that took EfficientNet-Lite0's per-channel top-1 agreement with fp32 from
+  81.2% (every weight 7 bits) to 87.0%; the kernels' logits stayed as close to the QDQ graph's
+  float meaning (27.4 dB, against 7.3 dB when every weight has 8 bits).
 * **Calibration** uses ``--calibration`` training images drawn with a recorded seed, so a later
   ``edgepress export`` sees exactly the same images and rebuilds exactly the same model.
 
@@ -37,6 +41,7 @@ from .config import QuantConfig
 from .layers import (
     WEIGHTED_OPS,
     Layer,
+    depthwise_weights,
     ensure_node_names,
     find_layers,
     resolve_layers,
@@ -170,6 +175,7 @@ def static_int8(pre_path: str | os.PathLike, out_path: str | os.PathLike, config
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     graph = onnx.load(str(pre_path))
+    options = {**extra_options(config), **_full_range_depthwise(graph, config)}
     exclude = with_activations(graph, [*skipped_nodes(graph, config.skip_layers),
                                        *exclude_nodes])
     only = with_activations(graph, list(only_nodes or []))
@@ -181,12 +187,23 @@ def static_int8(pre_path: str | os.PathLike, out_path: str | os.PathLike, config
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=exclude or None, nodes_to_quantize=only or None,
             calibrate_method=getattr(CalibrationMethod, _METHODS[config.calib_method or "minmax"]),
-            extra_options=extra_options(config),
+            extra_options=options,
             calibration_cache_path=str(cache) if cache is not None else None)
 
 
 def _reduce_range(config: QuantConfig) -> bool:
     return bool(config.resolved().reduce_range)
+
+
+def _full_range_depthwise(graph: Any, config: QuantConfig) -> dict:
+    """Under ``reduce_range``, ``TensorQuantOverrides`` that give the depthwise weights back
+    their 8th bit (their kernel does not saturate); otherwise nothing.
+    """
+    if not _reduce_range(config):
+        return {}
+    axis = {"axis": 0} if config.per_channel else {}
+    return {"TensorQuantOverrides": {w: [{"reduce_range": False, **axis}]
+                                     for w in depthwise_weights(graph)}}
 
 
 def extra_options(config: QuantConfig) -> dict:

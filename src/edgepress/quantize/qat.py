@@ -6,8 +6,9 @@ What the fine-tuning sees is what ONNX Runtime will run:
   that are fake-quantized are the ones that get quantized. The folded shift lives in a small
   trainable bias module during training and is written back as an identity BatchNorm, so the run
   keeps the zoo architecture and its ``model.safetensors`` loads as usual.
-* Weights: symmetric int8 (±127, or ±64 with ``reduce_range``), per output channel or per
-  tensor, scale from the current max |w| — exactly ONNX Runtime's weight quantization.
+* Weights: symmetric int8 (±127, or ±64 with ``reduce_range`` except depthwise ones), per
+  output channel or per tensor, scale from the current max |w| — exactly ONNX Runtime's weight
+  quantization.
   Low-bit QAT (``bits`` < 8) fake-quantizes weights with :mod:`.lowbit`'s own quantizer (the
   one the weight-only export uses, so the trained-for grid is the deployed grid), and no
   activations.
@@ -37,6 +38,7 @@ from torch.nn.utils import parametrize
 from ..data import Dataset
 from ..training import TrainConfig, accuracy, cross_entropy, fit
 from .config import QuantConfig
+from .layers import module_is_depthwise, weight_qmax
 
 EMA = 0.01
 
@@ -219,12 +221,12 @@ def qat_(model: nn.Module, data: Dataset, config: QuantConfig, calib_x: np.ndarr
         ``{"folded_bn", "layers", "history", "val_accuracy_fakequant", "seconds"}``.
     """
     config = config.resolved()
-    qmax = 64 if config.reduce_range else 127
     folded = fold_bn_(model)
     targets = _targets(model, config.skip_layers)
     observers: list[ActObserver] = []
     hooks = []
     for _, mod in targets:
+        qmax = weight_qmax(bool(config.reduce_range), module_is_depthwise(mod))
         fake = WeightFakeQuant(int(config.bits or 8), config.per_channel, config.group_size, qmax)
         parametrize.register_parametrization(mod, "weight", fake)
         if config.bits == 8:
