@@ -3,6 +3,7 @@
 
     python benchmarks/efficientnet.py [--out benchmarks/out/efficientnet] [--epochs 2]
                                       [--variants int8-channel-bc,int8-channel-bc-mixed]
+                                      [--results efficientnet-avx2.md]
 
 Every variant is made by the edgepress CLI (one process each) from the pretrained run, on
 ``--data photos`` (20 scenes of photographs that installed packages ship, no labels;
@@ -150,6 +151,9 @@ def main() -> None:  # noqa: D103
     ap.add_argument("--runtimes", default="onnxruntime,executorch")
     ap.add_argument("--variants", help="only these (comma-separated; fp32 always): made, "
                     "compared and written to benchmarks/results/efficientnet-<last one>.md")
+    ap.add_argument("--results", help="the results file's name in benchmarks/results (default: "
+                    "efficientnet.md, or as --variants says), e.g. efficientnet-avx2.md for a "
+                    "host of another ISA")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite the results file from the compare JSONs already in --out")
     args = ap.parse_args()
@@ -164,6 +168,7 @@ def main() -> None:  # noqa: D103
             sys.exit(f"unknown variants: {', '.join(sorted(unknown))}")
         made = [(n, c) for n, c in made if n in wanted]
         results_file = f"efficientnet-{args.variants.split(',')[-1]}.md"
+    results_file = args.results or results_file
     names = [n for n, _ in made]
     against = "int8-channel" if "int8-channel" in names else names[min(1, len(names) - 1)]
     results = {}
