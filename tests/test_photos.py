@@ -339,3 +339,5 @@ def test_the_study_runs_on_photographs(lite, tmp_path):
     step = tmp_path / "s" / "runs" / "pruned" / "steps" / "01-prune" / "model.json"
     pruned = json.loads(step.read_text())
     assert pruned["provenance"]["config"]["finetune"]["teacher"] == "parent"
+    quant = tmp_path / "s" / "runs" / "quantized" / "steps" / "01-quantize" / "quantize.json"
+    assert json.loads(quant.read_text())["bias_correction"]["layers"] == 50  # 49 convs + classifier

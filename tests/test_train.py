@@ -51,3 +51,26 @@ def test_config_round_trip_and_validation():
             TrainConfig(**bad)
     with pytest.raises(InputError, match="unknown training option"):
         TrainConfig.from_dict({"epochz": 3})
+
+
+@pytest.mark.parametrize("mode", ["train", "frozen"])
+def test_frozen_batchnorm_keeps_running_statistics_while_the_weights_learn(digits, mode):
+    m = create_model("cnn:width=0.25", input_shape=digits.input_shape, num_classes=10)
+    bns = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    before = [(b.running_mean.clone(), b.running_var.clone(), b.weight.detach().clone())
+              for b in bns]
+    fit(m, digits, TrainConfig(epochs=1, train_subset=256, batchnorm=mode), progress=False)
+    moved_stats = sum(not torch.equal(b.running_mean, mu) or not torch.equal(b.running_var, var)
+                      for b, (mu, var, _) in zip(bns, before, strict=True))
+    moved_scale = sum(not torch.equal(b.weight, w) for b, (_, _, w) in zip(bns, before,
+                                                                          strict=True))
+    assert len(bns) >= 3 and moved_scale == len(bns)  # BatchNorm's scale learns either way
+    assert moved_stats == (0 if mode == "frozen" else len(bns))
+    assert not m.training  # fit leaves the model in eval mode
+
+
+def test_batchnorm_mode_is_validated_and_lite0_fine_tunes_freeze_it():
+    with pytest.raises(InputError, match="batchnorm mode 'fixed'"):
+        TrainConfig(batchnorm="fixed")
+    assert default_recipe("efficientnet-lite0").batchnorm == "frozen"
+    assert default_recipe("cnn").batchnorm == "train"

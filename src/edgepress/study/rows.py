@@ -61,6 +61,12 @@ FOR_MODEL: dict[tuple[str, str], tuple[str, str]] = {
         "after them re-fitted by least squares (the residual stream, head and classifier kept; "
         "no fine-tune: distilling on the fine-tuning photographs lowers agreement on the "
         "evaluation ones)"),
+    ("quantized", "efficientnet-lite0"): (
+        "- step: quantize\n  mode: static\n  granularity: channel\n  bias_correction: true\n",
+        "static int8 (ONNX QDQ): per-channel symmetric weights, asymmetric uint8 activations "
+        "calibrated (min-max) on the 512 calibration photographs, each layer's bias absorbing "
+        "the mean shift its rounded weights cause on them (bias correction: top-1 agreement "
+        "86.98% → 92.61% on ONNX Runtime, AVX2 host)"),
 }
 
 
