@@ -3,11 +3,12 @@ photographs: its wall time on this host (the goal is 45 min on 2 cores), each st
 the largest process's peak RSS, each variant's fresh-process peak RSS, and the study's table.
 
     python benchmarks/study_lite0.py [--out benchmarks/out/study-lite0] [--timeout-min 60]
+                                     [--results study-efficientnet-lite0-avx2.md]
 
 One ``edgepress study --data photos --model efficientnet-lite0:pretrained=1 --search-seconds 0``
 process (``--search-seconds 0``: the combined row is the old pick among the shipped recipes, no
 search), killed at ``--timeout-min``. Writes ``benchmarks/results/study-efficientnet-lite0.md``
-and prints it. Nothing else heavy may run meanwhile.
+(or ``--results``: another host's figures kept) and prints it. Nothing else heavy may run meanwhile.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def main() -> None:  # noqa: D103
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=HERE / "out" / "study-lite0")
     ap.add_argument("--timeout-min", type=float, default=60.0)
+    ap.add_argument("--results", default="study-efficientnet-lite0.md",
+                    help="the results file's name in benchmarks/results")
     args = ap.parse_args()
     if args.out.exists():  # a fresh study: resumed steps would not be timed
         shutil.rmtree(args.out)
@@ -83,7 +86,7 @@ def main() -> None:  # noqa: D103
         body = table.read_text().split("\n", 1)[1]  # the study's title line is replaced
         md += ["## The study's table", "", body.strip(), ""]
     text = stamped("\n".join(md))
-    (HERE / "results" / "study-efficientnet-lite0.md").write_text(text)
+    (HERE / "results" / args.results).write_text(text)
     print(text)
 
 

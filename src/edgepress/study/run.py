@@ -239,6 +239,9 @@ def _combined(st: _Study, runs: dict[str, Path], recipes: list[Recipe]
     zoo = load_run(runs["original"]).meta["architecture"]["zoo"]
     ref_val = val_accuracy(runs["original"], st.data)
     rows: list[dict[str, Any]] = []
+    # a quick study tries only the recipes that extend a row — unless none does (Lite0's rows
+    # are its own: then every recipe is tried, or the combined row would have no candidate)
+    extending = any(_shortcut(st, runs, r, zoo)[2] is not None for r in recipes)
     for recipe in recipes:
         name = Path(recipe.source).stem
         parent, rest, via = _shortcut(st, runs, recipe, zoo)
@@ -248,7 +251,7 @@ def _combined(st: _Study, runs: dict[str, Path], recipes: list[Recipe]
             rows.append({"recipe": name, "run": None, "via": None, "not_made": failed,
                          "eligible": False})
             continue
-        if (via is None and st.budget.row_recipes_only and recipe.steps
+        if (via is None and st.budget.row_recipes_only and extending and recipe.steps
                 and st.config.recipes is None):  # recipes the user named are always tried
             why = "quick study: only the shipped recipes that extend a row are tried"
             st.say(f"[yellow]candidate {name}: not tried[/] — {why}")
