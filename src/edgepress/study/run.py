@@ -241,10 +241,10 @@ def _combined(st: _Study, runs: dict[str, Path], recipes: list[Recipe]
     rows: list[dict[str, Any]] = []
     # a quick study tries only the recipes that extend a row — unless none does (Lite0's rows
     # are its own: then every recipe is tried, or the combined row would have no candidate)
-    extending = any(_shortcut(st, runs, r, zoo)[2] is not None for r in recipes)
-    for recipe in recipes:
+    starts = [(recipe, *_shortcut(st, runs, recipe, zoo)) for recipe in recipes]
+    extending = any(via is not None for *_, via in starts)
+    for recipe, parent, rest, via in starts:
         name = Path(recipe.source).stem
-        parent, rest, via = _shortcut(st, runs, recipe, zoo)
         failed = _failed_row(st, recipe, zoo)
         if failed is not None:  # it starts with a row that does not apply: the same reason
             st.say(f"[yellow]candidate {name}: not made[/] — {failed}")
