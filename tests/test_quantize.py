@@ -553,3 +553,52 @@ def test_bias_correction_rounds_depthwise_weights_to_8_bits_under_reduce_range()
                 assert worst < tol  # corrected for the ±127 weights ONNX Runtime will use
             else:
                 assert worst > 1e-5  # not for ±64 ones
+
+
+def test_a_layer_kept_float_between_int8_layers_stays_float_in_onnx_runtime(tmp_path, digits,
+                                                                           monkeypatch):
+    """ONNX Runtime's WeightBiasQuantization would quantize a float conv between QDQ pairs
+    itself, per tensor (Lite0 with its first depthwise conv kept float: 53% agreement instead
+    of the graph's 86%). Its own per-axis input DQ keeps it float: the kernels compute what the
+    file means, and the record names the layer float."""
+    import onnxruntime as ort
+
+    from edgepress.quantize.deploy import export_fp32
+    from edgepress.quantize.evaluate import OnnxEval
+    from edgepress.quantize.keepfloat import runtime_float_layers
+    from edgepress.quantize.layers import find_layers
+    from edgepress.quantize.ptq import float_layers, preprocess, static_int8
+
+    net = _separable()
+    with torch.no_grad():  # depthwise channel ranges 0.01 to 10: one scale cannot hold both
+        net[2].weight.mul_(torch.logspace(-2, 1, 8).view(8, 1, 1, 1))
+    pre, out = tmp_path / "pre.onnx", tmp_path / "int8.onnx"
+    preprocess(export_fp32(net, tmp_path / "fp32.onnx", (1, 8, 8), digits), pre)
+    layers = find_layers(onnx.load(str(pre)))
+    dw = layers[1]
+    ev = OnnxEval(pre)
+    config = QuantConfig(mode="static", granularity="channel", skip_layers=[dw.name])
+    static_int8(pre, out, config, ev.shaped(digits.x_train[:128]), input_name=ev.input_name,
+                batch=16)
+    assert float_layers(out, layers) == [dw.name]
+    assert runtime_float_layers(out, layers) == [dw.name]
+    x = ev.shaped(digits.x_test[:64])
+    runs = []
+    for level in (ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                  ort.GraphOptimizationLevel.ORT_DISABLE_ALL):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = level
+        s = ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
+        runs.append(s.run(None, {ev.input_name: x})[0])
+    assert sqnr_db(runs[1], runs[0]) > 30.0
+
+    # without the per-axis DQ, ONNX Runtime rounds the float layer per tensor on its own
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("edgepress.quantize.ptq"),
+                        "protect_float_layers", lambda model: [])
+    plain = tmp_path / "plain.onnx"
+    static_int8(pre, plain, config, ev.shaped(digits.x_train[:128]), input_name=ev.input_name,
+                batch=16)
+    assert float_layers(plain, layers) == [dw.name]  # float in the file ...
+    assert runtime_float_layers(plain, layers) == []  # ... but not as ONNX Runtime runs it

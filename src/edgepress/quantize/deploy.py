@@ -83,7 +83,7 @@ def _build_static(fp32: Path, dst: Path, config: QuantConfig, data: Dataset, wor
     static_int8(pre, dst, config, ev.shaped(x), input_name=ev.input_name, batch=batch)
     return {"calibration_indices_hash": indices_hash, "calibration_images": int(len(x)),
             "depthwise_weights_8bit": _depthwise_8bit(pre, config),
-            **_layer_split(pre, dst)}
+            **_layer_split(pre, dst, as_run=True)}
 
 
 def _depthwise_8bit(pre: Path, config: QuantConfig) -> int:
@@ -119,11 +119,16 @@ def _build_weight_only(fp32: Path, dst: Path, config: QuantConfig, data: Dataset
             **_layer_split(fp32, dst)}
 
 
-def _layer_split(before: Path, after: Path) -> dict:
+def _layer_split(before: Path, after: Path, as_run: bool = False) -> dict:
+    """The layers ``after`` quantized and those it keeps float (``as_run``: as ONNX Runtime
+    builds the graph, which would quantize a float layer between QDQ pairs on its own).
+    """
     import onnx
 
+    from .keepfloat import runtime_float_layers
+
     layers = find_layers(onnx.load(str(before)))
-    floats = float_layers(after, layers)
+    floats = (runtime_float_layers if as_run else float_layers)(after, layers)
     return {"quantized_layers": [ly.name for ly in layers if ly.name not in floats],
             "float_layers": floats}
 

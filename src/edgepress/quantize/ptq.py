@@ -38,6 +38,7 @@ import numpy as np
 from ..data import Dataset, calibration_subset
 from ..errors import InputError
 from .config import QuantConfig
+from .keepfloat import protect_float_layers
 from .layers import (
     WEIGHTED_OPS,
     Layer,
@@ -169,7 +170,8 @@ def static_int8(pre_path: str | os.PathLike, out_path: str | os.PathLike, config
         cache: a calibration-range cache file: computed once, reused by later calls.
 
     A layer kept float or quantized alone takes its Clip / Relu with it
-    (:func:`~edgepress.quantize.layers.with_activations`).
+    (:func:`~edgepress.quantize.layers.with_activations`), and keeps its float weight when
+    ONNX Runtime loads the file (:func:`~edgepress.quantize.keepfloat.protect_float_layers`).
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -189,6 +191,9 @@ def static_int8(pre_path: str | os.PathLike, out_path: str | os.PathLike, config
             calibrate_method=getattr(CalibrationMethod, _METHODS[config.calib_method or "minmax"]),
             extra_options=options,
             calibration_cache_path=str(cache) if cache is not None else None)
+    quantized = onnx.load(str(out_path))
+    if protect_float_layers(quantized):
+        onnx.save(quantized, str(out_path))
 
 
 def _reduce_range(config: QuantConfig) -> bool:
