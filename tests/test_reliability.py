@@ -423,7 +423,9 @@ def test_interrupted_compress_keeps_finished_steps_and_resumes(mlp_run, tmp_path
     sig = signal.SIGINT  # SIGTERM: the search's test
     recipe = _recipe(tmp_path, SLOW_RECIPE)
     out = tmp_path / "c"
-    first = out / "steps" / "01-prune" / "model.json"
+    # a step is finished once its key (step.json) is written, just after its run lands
+    # (model.json): a signal between the two leaves the step to be redone, not reused
+    first = out / "steps" / "01-prune" / "step.json"
     code, err, secs = _interrupt(["compress", mlp_run, "--recipe", recipe, "--out", out,
                                   "--no-progress"], first.is_file, sig)
     assert code == 130, err
