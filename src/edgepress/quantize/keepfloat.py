@@ -2,13 +2,13 @@
 
 Why: ONNX Runtime's level-1 graph optimisation ``WeightBiasQuantization`` (in 1.32, the version
 installed here) finds every Conv / ConvTranspose / Gemm that reads a per-tensor
-DequantizeLinear, has a float weight initializer and writes (through at most a Relu / Clip)
-into a QuantizeLinear, and quantizes that weight itself: symmetric int8, **one scale per
-tensor**. That is exactly what a layer kept float between two int8 layers looks like
-(``--skip-layers``, ``--accuracy-budget``). Measured on EfficientNet-Lite0 (VNNI host, 64
-validation crops): with only its first depthwise conv kept float, the QDQ graph's meaning agrees with fp32 on 86% of the crops
-(logit SQNR 21.6 dB) but ONNX Runtime ran it at 9.2 dB and 53%, worse than all-int8, because a
-depthwise layer's channel ranges differ by orders of magnitude.
+DequantizeLinear, has a float weight initializer and writes (through at most a Relu / Clip) into
+a QuantizeLinear, and quantizes that weight itself: symmetric int8, **one scale per tensor**.
+That is exactly what a layer kept float between two int8 layers looks like (``--skip-layers``,
+``--accuracy-budget``). Measured on EfficientNet-Lite0 (VNNI host, 64 validation crops): with
+only its first depthwise conv kept float, the QDQ graph's meaning agrees with fp32 on 86% of the
+crops (logit SQNR 21.6 dB) but ONNX Runtime ran it at 9.2 dB and 53%, worse than all-int8,
+because a depthwise layer's channel ranges differ by orders of magnitude.
 
 :func:`protect_float_layers` gives each such layer its own DequantizeLinear of the same codes
 with the same scale written once per input channel (``axis=1``): the same numbers, but not a
