@@ -257,16 +257,16 @@ def test_mixed_precision_keeps_an_outlier_layer_float(tmp_path, cnn_run, digits)
     assert load_run(tmp_path / "mixed").meta["deployment"]["quantization"]["skip_layers"] == floats
     assert len(summary["sensitivity"]) == 4  # one row per weighted layer
     assert (tmp_path / "mixed" / "sensitivity.png").stat().st_size > 1000
-    # with bias correction: layers judged on the uncorrected export, the final export corrects
-    # only the layers that stay int8 (a float layer has no rounding error to correct)
+    # with bias correction: layers judged without it; the build corrects every layer, the float
+    # ones too (they read rounded inputs)
     bc = QuantConfig(mode="static", granularity="tensor", accuracy_budget=0.5,
                      bias_correction=True)
     quantize(src, bc, out=tmp_path / "mixed-bc", progress=False)
     summary = json.loads((tmp_path / "mixed-bc" / "quantize.json").read_text())
     floats = [f["layer"] for f in summary["mixed_precision"]["float_layers"]]
     assert summary["layers_judged_without_bias_correction"] and floats
-    assert summary["bias_correction"]["skipped"] == len(floats)
-    assert summary["bias_correction"]["layers"] == 4 - len(floats)
+    assert summary["bias_correction"]["skipped"] == 0
+    assert summary["bias_correction"]["layers"] == 4
 
 
 def test_foreign_onnx_quantizes(tmp_path, foreign_onnx):
@@ -602,3 +602,55 @@ def test_a_layer_kept_float_between_int8_layers_stays_float_in_onnx_runtime(tmp_
                 batch=16)
     assert float_layers(plain, layers) == [dw.name]  # float in the file ...
     assert runtime_float_layers(plain, layers) == []  # ... but not as ONNX Runtime runs it
+
+
+def test_bias_correction_on_the_quantized_graph_removes_each_layers_mean_shift(tmp_path, cnn_run,
+                                                                               digits):
+    """Every layer's per-channel mean output on the correction images, with the int8 layers
+    before it in place, is the fp32 one after correction (up to one int32 bias code); the
+    export rebuilds the corrected model byte for byte, and an ONNX parent is corrected too.
+    """
+    from edgepress.export.deploy import export_run
+    from edgepress.quantize.biascorrect import channel_means, correction_images
+    from edgepress.quantize.deploy import export_fp32
+    from edgepress.quantize.layers import find_layers
+    from edgepress.quantize.ptq import calibration_images, preprocess
+
+    cfg = {"mode": "static", "granularity": "tensor", "calibration": 64}
+    plain = tmp_path / "plain"
+    quantize(cnn_run, QuantConfig(**cfg), out=plain, progress=False)
+    fixed = tmp_path / "bc"
+    quantize(cnn_run, QuantConfig(**cfg, bias_correction=True), out=fixed, progress=False)
+    report = json.loads((fixed / "quantize.json").read_text())["bias_correction"]
+    assert report["layers"] == 4 and report["skipped"] == 0 and report["images"] == 64
+    export_fp32(load_run(cnn_run).build_model(), tmp_path / "fp32.onnx", digits.input_shape,
+                digits)
+    preprocess(tmp_path / "fp32.onnx", tmp_path / "pre.onnx")
+    pre = onnx.load(str(tmp_path / "pre.onnx"))
+    x, _ = calibration_images(digits, 64, 0, 32)
+    x = correction_images(x.reshape(-1, *digits.input_shape))
+
+    def shifts(path):
+        q = onnx.load(str(path))
+        nodes = {n.name: n for n in q.graph.node}
+        out = []
+        for ly in find_layers(pre):
+            ref = channel_means(pre, [next(n for n in pre.graph.node
+                                           if n.name == ly.node).output[0]], x)
+            got = channel_means(q, [nodes[ly.node].output[0]], x)
+            out.append(float(np.abs(next(iter(got.values())) - next(iter(ref.values()))).max()))
+        return np.array(out)
+
+    before, after = shifts(plain / "model.onnx"), shifts(fixed / "model.onnx")
+    assert before.max() > 1e-3 and after.max() < 1e-4 and (after <= before).all()
+    val = {k: json.loads((d / "quantize.json").read_text())["val_accuracy"]["quantized"]
+           for k, d in (("plain", plain), ("bc", fixed))}
+    assert val["bc"] >= val["plain"] - 0.01
+    built = (fixed / "model.onnx").read_bytes()
+    (fixed / "model.onnx").unlink()
+    assert export_run(load_run(fixed), "onnx").read_bytes() == built
+    rec = quantize(tmp_path / "fp32.onnx", QuantConfig(**cfg, bias_correction=True),
+                   out=tmp_path / "onnx-bc", data="digits", progress=False)
+    assert json.loads((tmp_path / "onnx-bc" / "quantize.json").read_text())[
+        "bias_correction"]["layers"] == 4
+    assert rec["kernels"].get("QLinearConv", 0) >= 3

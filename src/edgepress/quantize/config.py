@@ -83,11 +83,14 @@ class QuantConfig:
             (measured: logit SQNR 16 dB instead of 41 dB on LeNet-5), with VNNI they do not.
             Depthwise convolutions keep 8 bits either way: their kernel does not saturate.
         equalize: static: cross-layer equalisation before quantizing (Nagel et al. 2019, as
-            AIMET does it): BatchNorm folded, ReLU6 made ReLU, and the weight ranges of every
+            AIMET does it): BatchNorm folded, ReLU6 a per-channel clip, the weight ranges of every
             conv → ReLU → conv pair evened out by per-channel scales that leave the fp32
             function unchanged — so that one scale per tensor fits depthwise layers.
-        bias_correction: static: each layer's bias absorbs the mean shift its weights'
-            quantization error causes on the calibration images (empirical bias correction).
+        bias_correction: static: each layer's bias absorbs the mean shift of its output on
+            the calibration images (empirical bias correction). ONNX Runtime builds measure it
+            on the quantized graph, layer by layer, so that rounded inputs count too
+            (:mod:`~edgepress.quantize.biascorrect`; works on ONNX parents); XNNPACK builds
+            correct the weights' rounding with float inputs.
         seed: picks the calibration images (and seeds QAT).
 
     Raises:

@@ -81,9 +81,25 @@ def _build_static(fp32: Path, dst: Path, config: QuantConfig, data: Dataset, wor
     batch = calibration_batch(ev.fixed_batch)
     x, indices_hash = calibration_images(data, config.calibration or 0, config.seed, batch)
     static_int8(pre, dst, config, ev.shaped(x), input_name=ev.input_name, batch=batch)
+    extra = {"bias_correction": _correct_biases(pre, dst, ev.shaped(x))} \
+        if config.bias_correction else {}
     return {"calibration_indices_hash": indices_hash, "calibration_images": int(len(x)),
-            "depthwise_weights_8bit": _depthwise_8bit(pre, config),
+            "depthwise_weights_8bit": _depthwise_8bit(pre, config), **extra,
             **_layer_split(pre, dst, as_run=True)}
+
+
+def _correct_biases(pre: Path, dst: Path, calib_x) -> dict:  # noqa: ANN001
+    """Bias correction of the QDQ model at ``dst`` against its fp32 ``pre``, on
+    :data:`~.biascorrect.BC_IMAGES` of the calibration images (:mod:`.biascorrect`).
+    """
+    import onnx
+
+    from .biascorrect import correct_qdq_biases, correction_images
+
+    qdq = onnx.load(str(dst))
+    report = correct_qdq_biases(onnx.load(str(pre)), qdq, correction_images(calib_x))
+    onnx.save(qdq, str(dst))
+    return report
 
 
 def _depthwise_8bit(pre: Path, config: QuantConfig) -> int:
@@ -156,7 +172,7 @@ def export_quantized(run: Run) -> Path:
         work = Path(w)
         from .equalize import prepare_for_quantization
 
-        model, _ = prepare_for_quantization(run.build_model(), config, data)
+        model, _ = prepare_for_quantization(run.build_model(), config, data, onnx=True)
         fp32 = export_fp32(model, work / "fp32.onnx", run.input_shape, data)
         info = build_quantized(fp32, work / "q.onnx", config, data, work)
         recorded = dep.get("calibration_indices_hash")

@@ -323,13 +323,17 @@ def _named_in(name: str, names: Sequence[str]) -> bool:
 
 
 def prepare_for_quantization(model: nn.Module, config: Any, data: Any,
-                             reduce_range: bool | None = None) -> tuple[nn.Module, dict]:
+                             reduce_range: bool | None = None, *,
+                             onnx: bool = False) -> tuple[nn.Module, dict]:
     """The model the int8 quantizer sees under ``config`` (``equalize``, ``bias_correction``;
     ``model`` itself is not changed) and what was done (for ``quantize.json``). Bias
     correction uses the config's calibration images and rounds weights to ±127, or ±64 with
-    ``reduce_range`` (default: the config's) except depthwise ones.
+    ``reduce_range`` (default: the config's) except depthwise ones. For the ONNX quantizer
+    (``onnx``) it is left out: that build corrects the biases on its quantized graph instead
+    (:mod:`~edgepress.quantize.biascorrect`), with the rounded inputs this correction ignores.
     """
-    if not (config.equalize or config.bias_correction):
+    correct = config.bias_correction and not onnx
+    if not (config.equalize or correct):
         return model, {}
     from .ptq import CALIB_BATCH, calibration_images
 
@@ -337,7 +341,7 @@ def prepare_for_quantization(model: nn.Module, config: Any, data: Any,
     out: nn.Module = copy.deepcopy(model).eval()
     if config.equalize:
         out, report["equalize"] = equalize(out)
-    if config.bias_correction:
+    if correct:
         x, _ = calibration_images(data, config.calibration or 0, config.seed, CALIB_BATCH)
         report["bias_correction"] = correct_biases(
             out, x, per_channel=config.per_channel,

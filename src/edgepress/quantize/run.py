@@ -283,23 +283,18 @@ def _decide_layers(src: Source, config: QuantConfig, ds: Dataset, work: Path,
                    sensitivity: bool, files: dict, report: dict) -> tuple[Path, QuantConfig]:
     """Per-layer sensitivity and the budget's float layers; the fp32 file and config to build.
 
-    Bias correction shifts each int8 layer's bias for its own rounding error, so it depends on
-    which layers stay float: the layers are judged on the equalised export without it, and the
-    final export is corrected for the layers that stay int8 only.
+    Bias correction depends on which layers stay float, so the layers are judged without it;
+    the final build corrects the quantized graph it makes (:mod:`.biascorrect`).
     """
-    bc = config.bias_correction and src.model is not None
-    judge = QuantConfig.from_dict({**config.to_dict(), "bias_correction": False}) if bc else config
     (work / "judged").mkdir()
-    judged = _fp32_onnx(src, ds, work / "judged", judge, report)
+    judged = _fp32_onnx(src, ds, work / "judged", config, report)
     chosen, extra = _mixed(judged, config, ds, work / "search", sensitivity,
                            _parent_logits(src, ds))
     files.update({p.name: p for p in extra.pop("_files", [])})
     report.update(extra)
-    if not bc:
-        return judged, chosen
-    report["layers_judged_without_bias_correction"] = True
-    (work / "final").mkdir()
-    return _fp32_onnx(src, ds, work / "final", chosen, report), chosen
+    if config.bias_correction:
+        report["layers_judged_without_bias_correction"] = True
+    return judged, chosen
 
 
 def _check_shape(src: Source, ds: Dataset) -> None:
@@ -315,14 +310,14 @@ def _fp32_onnx(src: Source, ds: Dataset, work: Path, config: QuantConfig,
     """
     if src.model is None:
         assert src.onnx is not None
-        if config.equalize or config.bias_correction:
-            raise InputError("--equalize and --bias-correction change PyTorch weights; "
+        if config.equalize:
+            raise InputError("--equalize changes PyTorch weights; "
                              f"{src.parent} is an ONNX file without them")
         return src.onnx
     _check_shape(src, ds)
     from .equalize import prepare_for_quantization
 
-    model, done = prepare_for_quantization(src.model, config, ds)
+    model, done = prepare_for_quantization(src.model, config, ds, onnx=True)
     report.update(done)
     return export_fp32(model, work / "fp32.onnx", tuple(ds.input_shape), ds)
 
