@@ -139,8 +139,9 @@ def mixed_section(path: Path) -> list[str]:
           f"({'within' if mp['within_budget'] else 'not within'} the budget):", ""]
     md += [f"- `{f['layer']}`: {f['reason']}" for f in mp["float_layers"]]
     if summary.get("layers_judged_without_bias_correction"):
-        md += ["", "The layers were judged on the equalised fp32 export without bias correction; "
-               "the final export corrects the biases of the layers left int8 only."]
+        md += ["", "The layers were judged without bias correction; the final build then "
+               "corrects every layer's bias on its quantized graph (`edgepress.quantize."
+               "biascorrect`), the float layers' too."]
     return [*md, ""]
 
 
