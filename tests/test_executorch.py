@@ -240,3 +240,29 @@ def test_xnnpack_quantizes_conv_relu6_once_after_the_clip():
 
     with_pattern, without = sqnr(fused), sqnr(plain)
     assert with_pattern > without + 6, (with_pattern, without)
+
+
+def test_a_float_conv_behind_its_own_same_padding_lowers_to_xnnpack(tmp_path):
+    """Mixed precision on XNNPACK: a strided depthwise conv kept float behind its own "same"
+    padding (Lite0's layout) used to fail the lowering ("Weight and Input should both be
+    quantized"): the pad's output is now quantized, so the float conv reads dequantized values.
+    """
+    from edgepress.export.pte import export_pte
+    from edgepress.quantize.xnnpack import XnnpackQuant
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6(),
+                        nn.Sequential(nn.ZeroPad2d((1, 2, 1, 2)),
+                                      nn.Conv2d(8, 8, 5, stride=2, groups=8)),
+                        nn.ReLU6(), nn.Conv2d(8, 4, 1), nn.Flatten(),
+                        nn.Linear(4 * 4 * 4, 10)).eval()
+    x = torch.rand(96, 3, 8, 8).numpy()
+    quant = XnnpackQuant(mode="static", calib_x=x[:64], calib_batch=32, skip_modules=["2.1"])
+    info = export_pte(net, tmp_path / "mixed.pte", input_shape=(3, 8, 8), check_inputs=x[64:],
+                      quantizer=quant)
+    got, _ = _logits(tmp_path / "mixed.pte", x[64:])
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x[64:])).numpy()
+    sqnr = 10 * np.log10((ref ** 2).sum() / ((ref - got) ** 2).sum())
+    assert sqnr > 20, sqnr
+    assert info["delegation"]["share"] == 1.0

@@ -127,6 +127,33 @@ def _quantizer(quant: XnnpackQuant) -> Any:
     return ComposableQuantizer([_conv_clamp_quantizer(cfg, keep), q])
 
 
+_PADS = {torch.ops.aten.constant_pad_nd.default, torch.ops.aten.pad.default}
+
+
+def _annotate_pads_before_float(gm: Any, cfg: Any, keep: Any) -> None:
+    """Quantize the output of a padding that only float (skipped) layers read.
+
+    A float conv behind its own "same" padding (Lite0's strided depthwise convs) otherwise
+    reads ``dequantize → pad``, which XNNPACK lowers as an int8 pad feeding a float conv and
+    refuses ("Weight and Input should both be quantized"); ``pad → quantize → dequantize →
+    conv`` is the float conv reading dequantized values, which it lowers.
+    """
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (
+        get_input_act_qspec,
+        get_output_act_qspec,
+    )
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+    for node in gm.graph.nodes:
+        if (node.op != "call_function" or node.target not in _PADS or not node.users
+                or Q_ANNOTATION_KEY in node.meta or any(keep(u) for u in node.users)):
+            continue
+        node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+            input_qspec_map={node.args[0]: get_input_act_qspec(cfg)},
+            output_qspec=get_output_act_qspec(cfg), _annotated=True)
+
+
 def _conv_clamp_quantizer(cfg: Any, keep: Any) -> Any:
     """A quantizer for conv → ReLU6 (``hardtanh``), which ``XNNPACKQuantizer`` does not fuse.
 
@@ -152,6 +179,8 @@ def _conv_clamp_quantizer(cfg: Any, keep: Any) -> Any:
 
     class ConvClamp(Quantizer):
         def annotate(self, gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            if keep is not None:
+                _annotate_pads_before_float(gm, cfg, keep)
             for node in gm.graph.nodes:
                 if node.op != "call_function" or node.target not in clamps:
                     continue
