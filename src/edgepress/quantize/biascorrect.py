@@ -51,7 +51,7 @@ def correction_images(x: np.ndarray, n: int = BC_IMAGES) -> np.ndarray:
     """``n`` of the calibration images ``x``, evenly spaced: calibration sets are drawn in
     index order, which on photographs is photograph by photograph, so the first ``n`` would
     come from one or two of them (measured on Lite0: 93.6% evaluation agreement from the first
-    128 of 512, 95.6% from 128 spread over all four photographs).
+    128 of 512, 95.5% from 128 spread over all four photographs).
 
     >>> correction_images(np.arange(10), 4).tolist()
     [0, 3, 6, 9]
