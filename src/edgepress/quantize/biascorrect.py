@@ -111,16 +111,15 @@ def channel_means(model: Any, outputs: Sequence[str], x: np.ndarray,
     return {o: sums[o] / counts[o] for o in outputs}
 
 
-def _shift_bias(qdq: Any, node: Any, d: np.ndarray) -> bool:
-    """Take ``d`` off ``node``'s bias in ``qdq``: its int32 codes, or a float initializer.
+def _shift_bias(inits: dict, producer: dict, node: Any, d: np.ndarray) -> bool:
+    """Take ``d`` off ``node``'s bias: its int32 codes, or a float initializer (``inits``,
+    ``producer``: the QDQ graph's initializers and tensor producers by name, edited in place).
     Returns False when the layer has no bias to move.
     """
     from onnx import numpy_helper
 
     if len(node.input) < 3 or not node.input[2]:
         return False
-    inits = {i.name: i for i in qdq.graph.initializer}
-    producer = {o: n for n in qdq.graph.node for o in n.output}
     name = node.input[2]
     dq = producer.get(name)
     if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in inits:
@@ -148,13 +147,16 @@ def correct_qdq_biases(fp32: Any, qdq: Any, x: np.ndarray) -> dict[str, Any]:
     missing = [ly.node for ly in layers if ly.node not in q_nodes]
     if missing:
         raise ValueError(f"the QDQ model has no node {missing[0]!r} of its fp32 model")
-    reference = channel_means(fp32, [fp32_nodes[ly.node].output[0] for ly in layers], x)
+    ref_outputs = [fp32_nodes[ly.node].output[0] for ly in layers]
+    reference = channel_means(fp32, ref_outputs, x)
+    inits = {i.name: i for i in qdq.graph.initializer}
+    producer = {o: n for n in qdq.graph.node for o in n.output}
     shifts, skipped = [], 0
-    for ly in layers:
+    for ly, ref_out in zip(layers, ref_outputs, strict=True):
         node = q_nodes[ly.node]  # a fused ReLU6 renames its output, so read it off the node
         out = node.output[0]
-        d = channel_means(qdq, [out], x)[out] - reference[fp32_nodes[ly.node].output[0]]
-        if _shift_bias(qdq, node, d):
+        d = channel_means(qdq, [out], x)[out] - reference[ref_out]
+        if _shift_bias(inits, producer, node, d):
             shifts.append(float(np.abs(d).mean()))
         else:
             skipped += 1
