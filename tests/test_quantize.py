@@ -281,6 +281,15 @@ def test_foreign_onnx_quantizes(tmp_path, foreign_onnx):
     assert ok, msg
 
 
+def test_bias_correction_on_a_fixed_batch_onnx_file(tmp_path, foreign_onnx):
+    """The correction feeds a model its own fixed batch (here 1); its MatMul + Add, fused into
+    a Gemm by the pre-processing, has its bias corrected."""
+    quantize(foreign_onnx, QuantConfig(mode="static", calibration=64, bias_correction=True),
+             out=tmp_path / "f", data="digits", progress=False)
+    report = json.loads((tmp_path / "f" / "quantize.json").read_text())["bias_correction"]
+    assert report == {**report, "layers": 1, "skipped": 0, "images": 64}
+
+
 def test_dynamic_on_linear_model_via_cli(tmp_path, mlp_run):
     assert cli_main(["quantize", str(mlp_run), "--out", str(tmp_path / "dyn"), "--mode",
                      "dynamic"]) == 0

@@ -89,7 +89,8 @@ def _pruned(model: Any, outputs: Sequence[str]) -> Any:
 def channel_means(model: Any, outputs: Sequence[str], x: np.ndarray,
                   batch: int = BC_BATCH) -> dict[str, np.ndarray]:
     """Per-channel means (axis 1; over batch and space) of tensors ``outputs`` of ``model``
-    on images ``x``, run unoptimised by ONNX Runtime (the graph's own float meaning).
+    on images ``x``, run unoptimised by ONNX Runtime (the graph's own float meaning), in
+    batches of ``batch`` or of the model's fixed batch (a partial last one dropped).
     """
     import onnxruntime as ort
 
@@ -99,7 +100,9 @@ def channel_means(model: Any, outputs: Sequence[str], x: np.ndarray,
     so.log_severity_level = 3
     sess = ort.InferenceSession(_pruned(model, outputs).SerializeToString(), so,
                                 providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
+    name, fixed = sess.get_inputs()[0].name, sess.get_inputs()[0].shape[0]
+    if isinstance(fixed, int) and fixed > 0:  # a model that insists on its batch gets it
+        batch, x = fixed, x[: len(x) // fixed * fixed]
     sums: dict[str, Any] = {}
     counts: dict[str, int] = {}
     for i in range(0, len(x), batch):
